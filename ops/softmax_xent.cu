@@ -1,0 +1,114 @@
+/* softmax_xent.cu — fused softmax cross-entropy. One block per row; the reductions use a
+ * fixed tree, and the mean over rows is a second single-block kernel, so the result does
+ * not depend on scheduling (no atomics). */
+#include "config.h"
+
+#include <math.h>
+#include <starpu.h>
+
+#include "tg_cuda.h"
+
+#define THREADS 256
+
+/* Block-wide max and sum over a shared array, fixed order. */
+static __device__ float block_max(float v, float *sh)
+{
+	sh[threadIdx.x] = v;
+	__syncthreads();
+	for (int s = THREADS / 2; s > 0; s /= 2) {
+		if (threadIdx.x < s)
+			sh[threadIdx.x] = fmaxf(sh[threadIdx.x], sh[threadIdx.x + s]);
+		__syncthreads();
+	}
+	float r = sh[0];
+	__syncthreads();
+	return r;
+}
+
+static __device__ float block_sum(float v, float *sh)
+{
+	sh[threadIdx.x] = v;
+	__syncthreads();
+	for (int s = THREADS / 2; s > 0; s /= 2) {
+		if (threadIdx.x < s)
+			sh[threadIdx.x] += sh[threadIdx.x + s];
+		__syncthreads();
+	}
+	float r = sh[0];
+	__syncthreads();
+	return r;
+}
+
+/* max and sum(exp(x - max)) of row r */
+static __device__ void row_stats(const float *row, int v, float *sh, float *max, float *sum)
+{
+	float m = -INFINITY;
+	for (int j = threadIdx.x; j < v; j += THREADS)
+		m = fmaxf(m, row[j]);
+	m = block_max(m, sh);
+	float s = 0.0f;
+	for (int j = threadIdx.x; j < v; j += THREADS)
+		s += expf(row[j] - m);
+	*sum = block_sum(s, sh);
+	*max = m;
+}
+
+static __global__ void rowloss_kernel(float *rowloss, const float *logits, int ld, const int32_t *targets, int v)
+{
+	__shared__ float sh[THREADS];
+	int r = blockIdx.x;
+	const float *row = logits + (int64_t)r * ld;
+	float m, s;
+	row_stats(row, v, sh, &m, &s);
+	if (threadIdx.x == 0) {
+		int t = targets[r];
+		rowloss[r] = (t >= 0 && t < v) ? m + logf(s) - row[t] : NAN;
+	}
+}
+
+static __global__ void mean_kernel(float *loss, const float *rowloss, int n)
+{
+	__shared__ float sh[THREADS];
+	float s = 0.0f;
+	for (int i = threadIdx.x; i < n; i += THREADS)
+		s += rowloss[i];
+	s = block_sum(s, sh);
+	if (threadIdx.x == 0)
+		loss[0] = s / n;
+}
+
+static __global__ void bwd_kernel(float *dlogits, int ldd, const float *dloss, const float *logits, int ld,
+                                  const int32_t *targets, int n, int v, int accumulate)
+{
+	__shared__ float sh[THREADS];
+	int r = blockIdx.x;
+	const float *row = logits + (int64_t)r * ld;
+	float *drow = dlogits + (int64_t)r * ldd;
+	float m, s;
+	row_stats(row, v, sh, &m, &s);
+	int t = targets[r];
+	int valid = t >= 0 && t < v;
+	float scale = dloss[0] / n;
+	for (int j = threadIdx.x; j < v; j += THREADS) {
+		float g = valid ? scale * (expf(row[j] - m) / s - (j == t ? 1.0f : 0.0f)) : NAN;
+		drow[j] = accumulate ? drow[j] + g : g;
+	}
+}
+
+extern "C" void tg_cuda_softmax_xent_fwd(float *loss, const float *logits, int ld, const int32_t *targets, int n,
+                                         int v, float *rowloss)
+{
+	cudaStream_t st = starpu_cuda_get_local_stream();
+	rowloss_kernel<<<n, THREADS, 0, st>>>(rowloss, logits, ld, targets, v);
+	TG_CUDA_LAUNCH_CHECK();
+	mean_kernel<<<1, THREADS, 0, st>>>(loss, rowloss, n);
+	TG_CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void tg_cuda_softmax_xent_bwd(float *dlogits, int ldd, const float *dloss, const float *logits, int ld,
+                                         const int32_t *targets, int n, int v, int accumulate)
+{
+	bwd_kernel<<<n, THREADS, 0, starpu_cuda_get_local_stream()>>>(dlogits, ldd, dloss, logits, ld, targets, n, v,
+	                                                              accumulate);
+	TG_CUDA_LAUNCH_CHECK();
+}

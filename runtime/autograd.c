@@ -1,0 +1,160 @@
+/* autograd.c — reverse-mode differentiation over the tape.
+ *
+ * Gradient rule: the first contribution to a gradient writes it (TG_W), later ones
+ * accumulate (TG_ACC). An activation's gradient belongs to one backward call and to the
+ * version of the activation a forward node wrote, so activations reused by several
+ * micro-batches are handled right. A parameter's (leaf's) gradient accumulates over backward
+ * calls until tg_zero_grad or an optimizer step marks it empty; no zeroing task runs. */
+#include "tg_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int grad_valid_for(const tg_tensor *t, uint32_t version)
+{
+	if (!t->grad)
+		return 0;
+	if (t->is_leaf)
+		return t->grad_valid;
+	return t->grad_valid && t->grad_serial == tg_rt.backward_serial && t->grad_version == version;
+}
+
+tg_tensor *tg_grad_of(const tg_node *fwd, int i)
+{
+	tg_tensor *t = tg_node_tensor_live(fwd, i);
+	if (!t || !(fwd->opd[i].mode & TG_W))
+		return NULL;
+	return grad_valid_for(t, fwd->opd[i].version) ? t->grad : NULL;
+}
+
+static int make_grad(tg_tensor *t)
+{
+	if (t->grad)
+		return 0;
+	char name[256];
+	snprintf(name, sizeof name, "d%s", t->name);
+	char *saved = tg_rt.layer;
+	tg_rt.layer = t->layer; /* the gradient lives in the tensor's layer */
+	int rc = tg_tensor_new(&t->grad, name, TG_F32, t->rank, t->shape);
+	tg_rt.layer = saved;
+	TG_TRY(rc);
+	t->grad->grad_of = t;
+	t->grad_owned = 1;
+	return 0;
+}
+
+int tg_grad_target(const tg_node *fwd, int i, tg_tensor **grad, unsigned *mode)
+{
+	TG_CHECK(grad && mode, TG_EINVAL, "tg_grad_target: NULL argument");
+	*grad = NULL;
+	*mode = TG_W;
+	TG_CHECK(fwd && i >= 0 && i < fwd->n, TG_EINVAL, "tg_grad_target: operand %d out of range", i);
+	tg_tensor *t = tg_node_tensor_live(fwd, i);
+	TG_CHECK(t, TG_ESTATE, "%s: input %d was freed before the backward pass", fwd->task_name, i);
+	if (!t->requires_grad)
+		return 0;
+	TG_TRY(make_grad(t));
+	uint32_t version = fwd->opd[i].version;
+	*mode = grad_valid_for(t, version) ? TG_ACC : TG_W;
+	t->grad_valid = 1;
+	t->grad_serial = tg_rt.backward_serial;
+	t->grad_version = version;
+	*grad = t->grad;
+	return 0;
+}
+
+/* The seed: dout, or ones kept in out->grad and refilled only if a task wrote it since. */
+static int seed_grad(tg_tensor *out, tg_tensor *dout)
+{
+	static const tg_fill ones = {TG_FILL_CONSTANT, 1.0f, 0.0f, 0, 0};
+	if (dout) {
+		TG_TRY(tg_tensor_set_grad(out, dout));
+	} else if (!out->grad || !out->grad_owned) {
+		if (out->grad && !out->grad_owned)
+			out->grad = NULL; /* a borrowed buffer is not overwritten with ones */
+		TG_TRY(make_grad(out));
+		TG_TRY(tg_tensor_fill(out->grad, &ones));
+		out->grad->grad_version = out->grad->version;
+	} else if (out->grad->version != out->grad->grad_version) {
+		/* for a gradient tensor, grad_version remembers the version that holds the ones */
+		TG_TRY(tg_tensor_fill(out->grad, &ones));
+		out->grad->grad_version = out->grad->version;
+	}
+	out->grad_valid = 1;
+	out->grad_serial = tg_rt.backward_serial;
+	out->grad_version = out->version;
+	return 0;
+}
+
+/* A backward rule reads the operands of its forward node: they must still hold the values
+ * that node saw (activations reused by a later forward must be differentiated first). */
+static int check_versions(const tg_node *n)
+{
+	for (int k = 0; k < n->n; k++) {
+		const tg_tensor *t = tg_node_tensor_live(n, k);
+		TG_CHECK(t, TG_ESTATE, "tg_backward: an operand of %s was freed before the backward pass", n->task_name);
+		TG_CHECK(t->version == n->opd[k].version, TG_ESTATE,
+		         "tg_backward: '%s' was overwritten after %s used it (run the backward pass of a forward before "
+		         "reusing its tensors)", t->name, n->task_name);
+	}
+	return 0;
+}
+
+int tg_backward(tg_tensor *loss)
+{
+	return tg_backward_from(loss, NULL);
+}
+
+int tg_backward_from(tg_tensor *loss, tg_tensor *dout)
+{
+	TG_TRY(tg_require_init("tg_backward"));
+	TG_CHECK(loss, TG_EINVAL, "tg_backward: output is NULL");
+	tg_graph *g = tg_rt.graph;
+	int start = -1;
+	if (loss->graph_serial == g->serial) {
+		for (int i = g->nnodes - 1; i >= 0 && start < 0; i--) {
+			const tg_node *n = g->nodes[i];
+			if (n->phase != TG_PHASE_FWD)
+				continue;
+			for (int k = 0; k < n->n; k++)
+				if (n->opd[k].slot == loss->graph_slot && (n->opd[k].mode & TG_W) &&
+				    n->opd[k].version == loss->version)
+					start = i;
+		}
+	}
+	TG_CHECK(start >= 0, TG_ESTATE, "tg_backward: no forward op recorded since the last graph reset wrote '%s'", loss->name);
+	TG_CHECK(loss->requires_grad, TG_EINVAL,
+	         "tg_backward: '%s' does not depend on any tensor that requires a gradient", loss->name);
+	tg_rt.backward_serial++;
+	TG_TRY(seed_grad(loss, dout));
+
+	char *saved_layer = tg_rt.layer;
+	int saved_mb = tg_rt.microbatch;
+	int rc = 0;
+	for (int i = start; i >= 0 && rc == 0; i--) {
+		const tg_node *n = g->nodes[i];
+		if (n->phase != TG_PHASE_FWD)
+			continue;
+		int reached = 0;
+		for (int k = 0; k < n->n; k++)
+			if (tg_grad_of(n, k))
+				reached = 1;
+		if (!reached)
+			continue;
+		if (!n->op->backward) {
+			rc = tg_error(TG_ENOTSUP, "tg_backward: op '%s' (%s) has no backward rule", n->op->name, n->task_name);
+			break;
+		}
+		if ((rc = check_versions(n)) < 0)
+			break;
+		/* backward nodes carry the tags of their forward node */
+		tg_rt.layer = n->layer >= 0 ? g->layers[n->layer] : NULL;
+		tg_rt.microbatch = n->microbatch;
+		tg_rt.fwd_node = n->id;
+		rc = n->op->backward(n);
+	}
+	tg_rt.layer = saved_layer;
+	tg_rt.microbatch = saved_mb;
+	tg_rt.fwd_node = -1;
+	return rc;
+}

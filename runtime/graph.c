@@ -1,0 +1,290 @@
+/* graph.c — the tape: every submitted task is recorded as a node, with the edges StarPU
+ * infers from access modes under sequential consistency (read after the last write, write
+ * after the reads since, commuting accumulations as one group). */
+#include "tg_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Grow *arr (of *cap elements of size elem) to hold at least need elements. */
+static int grow(void *arr, int *cap, int need, size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	int ncap = *cap ? *cap : 4;
+	while (ncap < need)
+		ncap *= 2;
+	void *p = realloc(*(void **)arr, (size_t)ncap * elem);
+	TG_CHECK(p, TG_ENOMEM, "out of memory (graph)");
+	*(void **)arr = p;
+	*cap = ncap;
+	return 0;
+}
+
+static int push_int(int **arr, int *n, int *cap, int v)
+{
+	TG_TRY(grow(arr, cap, *n + 1, sizeof **arr));
+	(*arr)[(*n)++] = v;
+	return 0;
+}
+
+tg_graph *tg_graph_new_internal(uint64_t serial)
+{
+	tg_graph *g = calloc(1, sizeof *g);
+	if (g)
+		g->serial = serial;
+	return g;
+}
+
+static void drop_tracking(tg_gtensor *gt)
+{
+	free(gt->writers);
+	free(gt->readers);
+	free(gt->group_preds);
+	gt->writers = gt->readers = gt->group_preds = NULL;
+	gt->nwriters = gt->nreaders = gt->ngroup_preds = 0;
+	gt->capwriters = gt->capreaders = gt->capgroup_preds = 0;
+}
+
+void tg_graph_free(tg_graph *g)
+{
+	if (!g)
+		return;
+	for (int i = 0; i < g->nnodes; i++) {
+		free(g->nodes[i]->args);
+		free(g->nodes[i]->preds);
+		free(g->nodes[i]);
+	}
+	free(g->nodes);
+	for (int i = 0; i < g->ntensors; i++) {
+		drop_tracking(&g->tensors[i]);
+		free(g->tensors[i].name);
+	}
+	free(g->tensors);
+	for (int i = 0; i < g->nlayers; i++)
+		free(g->layers[i]);
+	free(g->layers);
+	free(g);
+}
+
+static int layer_index(tg_graph *g, const char *layer, int *out)
+{
+	*out = -1;
+	if (!layer)
+		return 0;
+	for (int i = g->nlayers - 1; i >= 0; i--)
+		if (strcmp(g->layers[i], layer) == 0) {
+			*out = i;
+			return 0;
+		}
+	TG_TRY(grow(&g->layers, &g->caplayers, g->nlayers + 1, sizeof *g->layers));
+	g->layers[g->nlayers] = strdup(layer);
+	TG_CHECK(g->layers[g->nlayers], TG_ENOMEM, "out of memory (graph)");
+	*out = g->nlayers++;
+	return 0;
+}
+
+static int tensor_slot(tg_graph *g, tg_tensor *t, int *out)
+{
+	if (t->graph_serial == g->serial) {
+		*out = t->graph_slot;
+		return 0;
+	}
+	TG_TRY(grow(&g->tensors, &g->captensors, g->ntensors + 1, sizeof *g->tensors));
+	tg_gtensor *gt = &g->tensors[g->ntensors];
+	memset(gt, 0, sizeof *gt);
+	gt->name = strdup(t->name);
+	TG_CHECK(gt->name, TG_ENOMEM, "out of memory (graph)");
+	gt->live = t;
+	gt->id = t->id;
+	gt->dtype = t->dtype;
+	gt->rank = t->rank;
+	memcpy(gt->shape, t->shape, sizeof gt->shape);
+	t->graph_serial = g->serial;
+	t->graph_slot = g->ntensors;
+	*out = g->ntensors++;
+	return 0;
+}
+
+static int add_pred(tg_graph *g, tg_node *n, int pred)
+{
+	if (pred == n->id)
+		return 0;
+	for (int i = 0; i < n->npred; i++)
+		if (n->preds[i] == pred)
+			return 0;
+	TG_TRY(push_int(&n->preds, &n->npred, &n->cappred, pred));
+	g->nedges++;
+	return 0;
+}
+
+static int add_preds(tg_graph *g, tg_node *n, const int *preds, int npreds)
+{
+	for (int i = 0; i < npreds; i++)
+		TG_TRY(add_pred(g, n, preds[i]));
+	return 0;
+}
+
+/* The dependency rules of StarPU's sequential consistency, applied to one access. */
+static int track(tg_graph *g, tg_gtensor *gt, tg_node *n, unsigned mode)
+{
+	int commute = mode == TG_ACC && !tg_rt.cfg.deterministic;
+	if (mode == TG_R) {
+		TG_TRY(add_preds(g, n, gt->writers, gt->nwriters));
+		if (gt->nreaders == 0 || gt->readers[gt->nreaders - 1] != n->id)
+			TG_TRY(push_int(&gt->readers, &gt->nreaders, &gt->capreaders, n->id));
+		return 0;
+	}
+	if (commute && gt->writers_commute && gt->nreaders == 0 && gt->nwriters > 0) {
+		/* joins the running group of commuting accumulations */
+		TG_TRY(add_preds(g, n, gt->group_preds, gt->ngroup_preds));
+		if (gt->writers[gt->nwriters - 1] != n->id)
+			TG_TRY(push_int(&gt->writers, &gt->nwriters, &gt->capwriters, n->id));
+		return 0;
+	}
+	const int *preds = gt->nreaders ? gt->readers : gt->writers;
+	int npreds = gt->nreaders ? gt->nreaders : gt->nwriters;
+	TG_TRY(add_preds(g, n, preds, npreds));
+	if (commute) {
+		gt->ngroup_preds = 0;
+		for (int i = 0; i < npreds; i++)
+			TG_TRY(push_int(&gt->group_preds, &gt->ngroup_preds, &gt->capgroup_preds, preds[i]));
+	}
+	gt->nwriters = 0;
+	TG_TRY(push_int(&gt->writers, &gt->nwriters, &gt->capwriters, n->id));
+	gt->writers_commute = commute;
+	gt->nreaders = 0;
+	return 0;
+}
+
+int tg_graph_record(tg_node **out, const tg_task_spec *s)
+{
+	tg_graph *g = tg_rt.graph;
+	TG_TRY(grow(&g->nodes, &g->capnodes, g->nnodes + 1, sizeof *g->nodes));
+	tg_node *n = calloc(1, sizeof *n);
+	TG_CHECK(n, TG_ENOMEM, "out of memory (graph)");
+	if (s->args_size) {
+		n->args = malloc(s->args_size);
+		if (!n->args) {
+			free(n);
+			return tg_error(TG_ENOMEM, "out of memory (graph)");
+		}
+		memcpy(n->args, s->args, s->args_size);
+		n->args_size = s->args_size;
+	}
+	n->id = g->nnodes;
+	n->graph = g;
+	n->op = s->op;
+	n->task_name = s->name ? s->name : s->cl->name;
+	n->phase = s->phase;
+	n->microbatch = tg_rt.microbatch;
+	n->fwd_node = tg_rt.fwd_node;
+	n->flops = s->flops;
+	n->n = s->n;
+	g->nodes[g->nnodes++] = n; /* owned by the graph from here on */
+	TG_TRY(layer_index(g, s->layer ? s->layer : tg_rt.layer, &n->layer));
+	for (int i = 0; i < s->n; i++) {
+		tg_tensor *t = s->t[i];
+		TG_TRY(tensor_slot(g, t, &n->opd[i].slot));
+		n->opd[i].mode = s->mode[i];
+		if (s->mode[i] & TG_W)
+			t->version++;
+		n->opd[i].version = t->version;
+		n->bytes += t->nbytes;
+		TG_TRY(track(g, &g->tensors[n->opd[i].slot], n, s->mode[i]));
+	}
+	*out = n;
+	return 0;
+}
+
+void tg_graph_forget_tensor(tg_tensor *t)
+{
+	tg_graph *g = tg_rt.graph;
+	if (g && t->graph_serial == g->serial)
+		g->tensors[t->graph_slot].live = NULL;
+}
+
+tg_tensor *tg_node_tensor_live(const tg_node *n, int i)
+{
+	if (!n || i < 0 || i >= n->n || n->graph->serial != tg_rt.graph->serial)
+		return NULL;
+	return n->graph->tensors[n->opd[i].slot].live;
+}
+
+int tg_graph_take(tg_graph **out)
+{
+	TG_TRY(tg_require_init("tg_graph_take"));
+	TG_CHECK(out, TG_EINVAL, "tg_graph_take: out is NULL");
+	tg_graph *fresh = tg_graph_new_internal(tg_rt.graph_serial + 1);
+	TG_CHECK(fresh, TG_ENOMEM, "out of memory (graph)");
+	tg_graph *g = tg_rt.graph;
+	for (int i = 0; i < g->ntensors; i++) {
+		g->tensors[i].live = NULL;
+		drop_tracking(&g->tensors[i]);
+	}
+	tg_rt.graph = fresh;
+	tg_rt.graph_serial++;
+	*out = g;
+	return 0;
+}
+
+int tg_graph_reset(void)
+{
+	tg_graph *g;
+	TG_TRY(tg_graph_take(&g));
+	tg_graph_free(g);
+	return 0;
+}
+
+int tg_tape_num_nodes(void)
+{
+	return tg_rt.initialized ? tg_rt.graph->nnodes : 0;
+}
+
+int tg_graph_num_nodes(const tg_graph *g)
+{
+	return g ? g->nnodes : 0;
+}
+
+int tg_graph_num_edges(const tg_graph *g)
+{
+	return g ? g->nedges : 0;
+}
+
+int tg_graph_node(const tg_graph *g, int i, tg_graph_node_info *info)
+{
+	TG_CHECK(g && info, TG_EINVAL, "tg_graph_node: NULL argument");
+	TG_CHECK(i >= 0 && i < g->nnodes, TG_EINVAL, "tg_graph_node: node %d out of range (0..%d)", i, g->nnodes - 1);
+	const tg_node *n = g->nodes[i];
+	info->id = n->id;
+	info->op = n->op->name;
+	info->task = n->task_name;
+	info->layer = n->layer >= 0 ? g->layers[n->layer] : NULL;
+	info->phase = n->phase;
+	info->microbatch = n->microbatch;
+	info->flops = n->flops;
+	info->npred = n->npred;
+	return 0;
+}
+
+int tg_graph_pred(const tg_graph *g, int i, int j)
+{
+	TG_CHECK(g && i >= 0 && i < g->nnodes, TG_EINVAL, "tg_graph_pred: node %d out of range", i);
+	TG_CHECK(j >= 0 && j < g->nodes[i]->npred, TG_EINVAL, "tg_graph_pred: node %d has no predecessor %d", i, j);
+	return g->nodes[i]->preds[j];
+}
+
+tg_tensor *tg_node_tensor(const tg_node *n, int i)
+{
+	return tg_node_tensor_live(n, i);
+}
+
+const void *tg_node_args(const tg_node *n)
+{
+	return n ? n->args : NULL;
+}
+
+int tg_node_num_operands(const tg_node *n)
+{
+	return n ? n->n : 0;
+}

@@ -1,0 +1,452 @@
+/*
+ * taskgrad.h — the one public header of taskgrad.
+ *
+ * taskgrad trains neural networks as StarPU task graphs. A model does not run its layers:
+ * every forward op, backward op and optimizer update is submitted as a StarPU task, StarPU
+ * infers the dependency DAG from the tasks' data access modes and schedules it over CPU
+ * cores and GPUs. taskgrad records the same DAG on a tape, so it can differentiate it
+ * (tg_backward) and show it (tg_graph_dump_dot).
+ *
+ * A first program:
+ *
+ *     tg_config cfg;
+ *     tg_config_default(&cfg);
+ *     cfg.sched = "dmda";
+ *     if (tg_init(&cfg) < 0) { fprintf(stderr, "%s\n", tg_last_error()); return 1; }
+ *
+ *     tg_tensor *x, *w, *y, *loss, *tgt;
+ *     tg_tensor_new_filled(&x, "x", TG_F32, TG_SHAPE(64, 2), &(tg_fill){TG_FILL_NORMAL, 0, 1, 7, 0});
+ *     tg_tensor_new_filled(&w, "w", TG_F32, TG_SHAPE(3, 2), &(tg_fill){TG_FILL_UNIFORM, -1, 1, 7, 1});
+ *     tg_tensor_set_requires_grad(w, 1);          // a parameter
+ *     tg_tensor_new(&y, "y", TG_F32, TG_SHAPE(64, 3));
+ *     ...
+ *     tg_matmul(y, x, w, TG_TRANS_B);              // y = x w^T   (submits a task, returns at once)
+ *     tg_softmax_xent(loss, y, tgt);               // mean cross-entropy
+ *     tg_backward(loss);                           // submits the backward tasks
+ *     tg_sgd(w, NULL, &(tg_sgd_params){.lr = 0.1f});
+ *     float l; tg_tensor_to_host(loss, &l, sizeof l);   // the only wait
+ *
+ *     tg_graph *g; tg_graph_take(&g);              // the recorded DAG of that step
+ *     tg_graph_dump_dot(g, "step.dot");
+ *     tg_graph_free(g);
+ *     ... tg_tensor_free(...); tg_shutdown();
+ *
+ * Conventions: every function returns 0 or a negative TG_E* code and leaves a message for
+ * tg_last_error(); arguments are outputs, then inputs, then sizes; tensors are float32 (or
+ * int32 for indices), row-major and contiguous. The library never exits the process.
+ */
+#ifndef TASKGRAD_H
+#define TASKGRAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TG_VERSION_MAJOR 0
+#define TG_VERSION_MINOR 1
+#define TG_VERSION_PATCH 0
+#define TG_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------------------------ */
+/* Errors                                                                               */
+/* ------------------------------------------------------------------------------------ */
+
+enum {
+	TG_OK = 0,
+	TG_EINVAL = -1,   /* an argument is invalid (a name, a number, a flag) */
+	TG_ESHAPE = -2,   /* tensor shapes do not fit the op, or a shape is impossible */
+	TG_ENOMEM = -3,   /* out of memory */
+	TG_ESTATE = -4,   /* called at the wrong time (not initialised, already initialised, ...) */
+	TG_ESTARPU = -5,  /* StarPU refused something */
+	TG_ENODEV = -6,   /* no worker can run the task (e.g. a CUDA-only request without a GPU) */
+	TG_EIO = -7,      /* a file could not be read or written */
+	TG_ECUDA = -8,    /* a CUDA or cuBLAS call failed inside a task */
+	TG_ENUMERIC = -9, /* NaN or infinity where a finite number is required */
+	TG_ENOTSUP = -10  /* not supported in this build */
+};
+
+/* The message of the last error of the calling thread ("" if none). */
+const char *tg_last_error(void);
+/* A short name of an error code ("invalid argument", ...). */
+const char *tg_strerror(int code);
+/* Clear the calling thread's last error. */
+void tg_clear_error(void);
+/* "file:line" where the last error was raised (for debugging; "" if none). */
+const char *tg_last_error_where(void);
+/* Set the calling thread's last error and return code (for users' own ops and checks). */
+int tg_set_error_at(const char *file, int line, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(printf, 4, 5)))
+#endif
+	;
+#define tg_set_error(code, ...) tg_set_error_at(__FILE__, __LINE__, (code), __VA_ARGS__)
+/* Report an error from inside a task (a codelet cannot return one): the first such error is
+ * kept and returned by the next tg_wait_all or tg_tensor_to_host. Thread-safe. */
+void tg_task_error_at(const char *file, int line, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(printf, 4, 5)))
+#endif
+	;
+#define tg_task_error(code, ...) tg_task_error_at(__FILE__, __LINE__, (code), __VA_ARGS__)
+
+/* ------------------------------------------------------------------------------------ */
+/* Runtime                                                                              */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct tg_config {
+	/* StarPU scheduling policy ("eager", "lws", "dmda", ...). NULL: take STARPU_SCHED from
+	 * the environment if set, else "lws". A name that is not one of StarPU's predefined
+	 * policies is an error listing the valid names. When both this and STARPU_SCHED are set
+	 * and differ, tg_init fails (the environment never silently overrides the config). */
+	const char *sched;
+	int ncpu;          /* CPU workers; -1: StarPU's default (STARPU_NCPU, else all cores) */
+	int ncuda;         /* CUDA workers; -1: StarPU's default (STARPU_NCUDA, else all GPUs) */
+	uint64_t seed;     /* default seed for models and data */
+	int deterministic; /* 1: accumulations in a fixed order: bit-identical under every policy */
+	int profiling;     /* 1: enable StarPU's task profiling */
+} tg_config;
+
+/* Fill *cfg with the defaults: sched NULL, ncpu -1, ncuda -1, seed 1, deterministic 1,
+ * profiling 0. */
+void tg_config_default(tg_config *cfg);
+
+/* Start StarPU with cfg (NULL: defaults). OpenBLAS is set single-threaded first: parallelism
+ * comes from StarPU workers. tg_init/tg_shutdown may be repeated in one process. */
+int tg_init(const tg_config *cfg);
+/* Wait for every submitted task, then stop StarPU. Tensors must have been freed. */
+int tg_shutdown(void);
+int tg_is_initialized(void);
+
+/* What really runs after tg_init. */
+typedef struct tg_runtime_info {
+	char sched[64];      /* the policy StarPU runs */
+	int ncpu, ncuda;     /* workers of each type */
+	int deterministic;
+	char starpu_version[32];
+	int cuda_compiled;   /* 1 if this library has its CUDA kernels compiled in */
+} tg_runtime_info;
+int tg_runtime_get_info(tg_runtime_info *info);
+
+/* Writes the names of StarPU's predefined scheduling policies, separated by ", ", into buf. */
+int tg_sched_policy_names(char *buf, size_t size);
+/* 1 if name is one of StarPU's predefined scheduling policies. */
+int tg_sched_policy_valid(const char *name);
+
+/* Wait until every submitted task has run. Returns the first error a task reported
+ * (TG_ECUDA, ...) since the last tg_wait_all, or 0. */
+int tg_wait_all(void);
+
+/* Restrict where tasks submitted from now on may run (OR of TG_BACKEND_*); 0 = anywhere. */
+enum { TG_BACKEND_ANY = 0, TG_BACKEND_CPU = 1, TG_BACKEND_CUDA = 2 };
+int tg_set_backend(unsigned backends);
+unsigned tg_get_backend(void);
+
+/* ------------------------------------------------------------------------------------ */
+/* Tensors                                                                              */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct tg_tensor tg_tensor;
+
+typedef enum tg_dtype { TG_F32 = 0, TG_I32 = 1 } tg_dtype;
+
+#define TG_MAX_RANK 4
+/* TG_SHAPE(a, b, c) expands to "3, (const int64_t[]){a, b, c}": a rank and a shape. */
+#define TG_SHAPE(...) \
+	(int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
+
+typedef enum tg_fill_kind {
+	TG_FILL_ZEROS = 0,
+	TG_FILL_CONSTANT, /* every element = a */
+	TG_FILL_UNIFORM,  /* uniform in [a, b) */
+	TG_FILL_NORMAL    /* normal with mean a and standard deviation b */
+} tg_fill_kind;
+
+/* Random fills come from a counter-based generator (Philox4x32-10): element i of a tensor
+ * depends only on (seed, stream, i), so a fill is the same whatever the worker, the order or
+ * the shape it is later viewed as. Use a different stream per tensor. */
+typedef struct tg_fill {
+	tg_fill_kind kind;
+	float a, b;
+	uint64_t seed, stream;
+} tg_fill;
+
+/* The same fills on host memory (dst holds n floats). */
+int tg_fill_host(float *dst, int64_t n, const tg_fill *fill);
+
+/* A new tensor of rank 1..4; its contents are undefined until written. Every dimension must
+ * be >= 1 and the sizes must fit StarPU's 32-bit matrix sizes. name is copied (may be NULL). */
+int tg_tensor_new(tg_tensor **out, const char *name, tg_dtype dtype, int rank, const int64_t *shape);
+/* A new tensor holding a copy of data (numel elements of dtype). */
+int tg_tensor_new_from_host(tg_tensor **out, const char *name, tg_dtype dtype, int rank,
+                            const int64_t *shape, const void *data);
+/* A new tensor filled as fill says (TG_I32 tensors take zeros and constants only). */
+int tg_tensor_new_filled(tg_tensor **out, const char *name, tg_dtype dtype, int rank,
+                         const int64_t *shape, const tg_fill *fill);
+/* A view of part of a tensor, without a copy. The view has the logical shape (rank, shape),
+ * seen as a matrix (rows, cols), and sits at row row0 and column col0 of the parent seen as
+ * a matrix; ops read and write it like any tensor, honouring its leading dimension (the
+ * parent's). While the view exists the parent cannot be used; tg_tensor_free(view) gives the
+ * parent back, holding what was written through the view. One view per parent at a time;
+ * freeing the parent frees its view. */
+int tg_tensor_view(tg_tensor **out, tg_tensor *parent, const char *name, int rank, const int64_t *shape,
+                   int64_t row0, int64_t col0);
+/* Free a tensor (and its gradient). The memory is released once the tasks using it ran. */
+void tg_tensor_free(tg_tensor *t);
+
+/* Copy the tensor to host memory (waits for the tasks that write it). size in bytes must be
+ * exactly the tensor's size. Returns the first asynchronous task error, if any. */
+int tg_tensor_to_host(const tg_tensor *t, void *dst, size_t size);
+/* Overwrite the tensor from host memory (waits for the tasks that use it). */
+int tg_tensor_from_host(tg_tensor *t, const void *src, size_t size);
+/* Refill an existing tensor (waits for the tasks that use it). */
+int tg_tensor_fill(tg_tensor *t, const tg_fill *fill);
+
+int tg_tensor_rank(const tg_tensor *t);
+const int64_t *tg_tensor_shape(const tg_tensor *t); /* rank entries */
+int64_t tg_tensor_dim(const tg_tensor *t, int i); /* i < 0 counts from the end */
+int64_t tg_tensor_numel(const tg_tensor *t);
+size_t tg_tensor_nbytes(const tg_tensor *t);
+tg_dtype tg_tensor_dtype(const tg_tensor *t);
+const char *tg_tensor_name(const tg_tensor *t);
+/* The shape as text, "(2, 3, 4)"; returns buf. */
+const char *tg_tensor_shape_str(const tg_tensor *t, char *buf, size_t size);
+/* The layer tag current when the tensor was created (NULL: none). */
+const char *tg_tensor_layer(const tg_tensor *t);
+/* Matrix view used by ops: rows = product of all but the last dimension, cols = last. */
+int64_t tg_tensor_rows(const tg_tensor *t);
+int64_t tg_tensor_cols(const tg_tensor *t);
+
+/* A tensor that requires a gradient and is not produced by an op is a parameter: its
+ * gradient accumulates over tg_backward calls until tg_zero_grad or an optimizer step. */
+int tg_tensor_set_requires_grad(tg_tensor *t, int on);
+int tg_tensor_requires_grad(const tg_tensor *t);
+/* The gradient tensor of t (NULL before the first backward that reached t). */
+tg_tensor *tg_tensor_grad(const tg_tensor *t);
+/* 1 if t's gradient holds a value (some backward contributed since the last reset). */
+int tg_tensor_grad_valid(const tg_tensor *t);
+/* Use g (same shape, float32) as t's gradient buffer; t does not own it (free g after t).
+ * For a parameter, g's current contents become its gradient (valid); for an activation, g is
+ * the buffer its next backward writes. Use it to place gradients in a flat buffer, or views. */
+int tg_tensor_set_grad(tg_tensor *t, tg_tensor *g);
+/* Mark a parameter's gradient empty: the next contribution overwrites it (no task runs). */
+int tg_zero_grad(tg_tensor *param);
+
+/* ------------------------------------------------------------------------------------ */
+/* Ops (each call records a tape node and submits a task; nothing waits)                */
+/* ------------------------------------------------------------------------------------ */
+
+enum { TG_TRANS_A = 1, TG_TRANS_B = 2 };
+
+/* out = op(a) op(b); op(x) = x^T when the flag is set. Tensors of rank > 2 are viewed as
+ * matrices (rows, cols) (see tg_tensor_rows).   out (M, N), op(a) (M, K), op(b) (K, N) */
+int tg_matmul(tg_tensor *out, tg_tensor *a, tg_tensor *b, unsigned flags);
+
+/* out = a + b, where b has the shape of a, or is one row broadcast over a's rows (a bias).
+ *   out (.., C), a (.., C), b (.., C) or (C) */
+int tg_add(tg_tensor *out, tg_tensor *a, tg_tensor *b);
+
+/* out = max(x, 0)   out, x same shape */
+int tg_relu(tg_tensor *out, tg_tensor *x);
+
+/* loss = mean over rows r of -log softmax(logits[r])[targets[r]]   (fused, numerically stable)
+ *   loss (1), logits (N, V), targets (N) int32 in [0, V). An out-of-range target makes the
+ *   loss NaN (checked by the trainer). */
+int tg_softmax_xent(tg_tensor *loss, tg_tensor *logits, tg_tensor *targets);
+
+/* SGD step on one parameter, using its gradient (skipped if the gradient is empty):
+ *   g = grad + weight_decay * param;  v = momentum * v + g (if velocity);  param -= lr * (v or g)
+ * then the gradient is marked empty (see tg_zero_grad).  velocity: same shape or NULL. */
+typedef struct tg_sgd_params {
+	float lr, momentum, weight_decay;
+} tg_sgd_params;
+int tg_sgd(tg_tensor *param, tg_tensor *velocity, const tg_sgd_params *p);
+
+/* Built-in ops, as listed once in ops/ops.def. */
+typedef struct tg_op_desc tg_op_desc;
+int tg_ops_builtin_count(void);
+const tg_op_desc *tg_ops_builtin(int i);
+
+/* ------------------------------------------------------------------------------------ */
+/* Writing your own op                                                                  */
+/* ------------------------------------------------------------------------------------ */
+/*
+ * Built-in ops and yours go through the same three pieces:
+ *   - StarPU codelets (nbuffers = STARPU_VARIABLE_NBUFFERS: modes are chosen per task);
+ *   - an op descriptor: name, kind (DOT colour), shape check, backward rule;
+ *   - tg_submit(), which checks, records the tape node and submits the StarPU task.
+ * A backward rule reads its forward node (tg_node_tensor, tg_node_args), gets the gradient
+ * of the outputs with tg_grad_of, asks tg_grad_target where to put each input gradient (and
+ * whether to overwrite or accumulate), and submits tasks with phase TG_PHASE_BWD.
+ * See examples/custom_op.c.
+ */
+
+typedef enum tg_phase { TG_PHASE_FWD = 0, TG_PHASE_BWD = 1, TG_PHASE_OPT = 2 } tg_phase;
+
+typedef enum tg_op_kind {
+	TG_KIND_GEMM = 0,
+	TG_KIND_ELEMENTWISE,
+	TG_KIND_REDUCTION,
+	TG_KIND_LOSS,
+	TG_KIND_OPTIMIZER,
+	TG_KIND_DATA,
+	TG_KIND_OTHER,
+	TG_KIND_COUNT
+} tg_op_kind;
+
+/* Operand access modes. TG_ACC accumulates into the operand (read-modify-write); in fast
+ * (non-deterministic) mode StarPU may reorder accumulations into the same tensor. */
+enum { TG_R = 1, TG_W = 2, TG_RW = 3, TG_ACC = 7 };
+
+#define TG_MAX_OPERANDS 7
+struct starpu_codelet;
+typedef struct tg_node tg_node;
+
+/* One task to submit. Strings must have static storage (task names, like codelet names). */
+typedef struct tg_task_spec {
+	const tg_op_desc *op;
+	struct starpu_codelet *cl;   /* nbuffers must be STARPU_VARIABLE_NBUFFERS */
+	const char *name;            /* task name ("matmul_bwd_da"); NULL: the codelet's */
+	tg_phase phase;
+	int n;                       /* operands */
+	tg_tensor *t[TG_MAX_OPERANDS];
+	unsigned mode[TG_MAX_OPERANDS];
+	const void *args;            /* copied into the task (STARPU_CL_ARGS-style) */
+	size_t args_size;
+	double flops;
+	int priority;
+	size_t scratch_bytes;        /* >0: one more buffer, a per-worker STARPU_SCRATCH vector */
+	const char *layer;           /* layer tag of the node; NULL: the current tag */
+} tg_task_spec;
+
+struct tg_op_desc {
+	const char *name;
+	tg_op_kind kind;
+	/* Check a forward spec (shapes, arguments) before anything is recorded or submitted;
+	 * return 0 or a TG_E* code with a message. NULL: no check. */
+	int (*check)(const tg_task_spec *s);
+	/* Submit the tasks computing the input gradients of forward node fwd. NULL: the op is
+	 * not differentiable (an error if a backward reaches it). */
+	int (*backward)(const tg_node *fwd);
+	const char *doc;             /* one line for listings */
+};
+
+/* Check, record on the tape and submit one task. Forward tasks (TG_PHASE_FWD) run the op's
+ * check first and must not write a tensor they read. */
+int tg_submit(const tg_task_spec *s);
+
+/* For backward rules. */
+tg_tensor *tg_node_tensor(const tg_node *n, int i);   /* operand i (NULL if freed) */
+const void *tg_node_args(const tg_node *n);
+int tg_node_num_operands(const tg_node *n);
+/* The gradient of forward output out for the version fwd wrote, or NULL when no gradient
+ * reached it. */
+tg_tensor *tg_grad_of(const tg_node *fwd, int operand);
+/* Where the gradient of input operand i of fwd goes: *grad is NULL when the input needs no
+ * gradient; otherwise *mode is TG_W (first contribution) or TG_ACC (add to it). */
+int tg_grad_target(const tg_node *fwd, int operand, tg_tensor **grad, unsigned *mode);
+
+/* ------------------------------------------------------------------------------------ */
+/* Tape, autograd and graphs                                                            */
+/* ------------------------------------------------------------------------------------ */
+
+/* Tags that every node recorded from now on carries (until changed). A layer tag is a
+ * name ("fc1", "block3.attn"); NULL clears it. Backward and optimizer nodes take the tags
+ * of the forward node or the parameter they come from. */
+int tg_tag_layer(const char *layer);
+const char *tg_current_layer(void);
+int tg_tag_microbatch(int microbatch); /* -1: none */
+
+/* Differentiate the loss: walk the tape backwards from the node that wrote loss and submit
+ * each op's backward rule. The loss gradient is 1. Parameter gradients accumulate. */
+int tg_backward(tg_tensor *loss);
+/* The same, from any output with a given gradient dout (its shape; NULL: ones): a
+ * vector-Jacobian product, or a pipeline stage receiving its output's gradient. dout becomes
+ * out's gradient buffer (see tg_tensor_set_grad). */
+int tg_backward_from(tg_tensor *out, tg_tensor *dout);
+
+/* The recorded DAG. The runtime records into a current graph; tg_graph_take hands it to the
+ * caller and starts a new, empty one. A taken graph does not refer to live tensors. */
+typedef struct tg_graph tg_graph;
+int tg_graph_take(tg_graph **out);
+/* Forget everything recorded so far (start of a training step). */
+int tg_graph_reset(void);
+void tg_graph_free(tg_graph *g);
+int tg_graph_num_nodes(const tg_graph *g);
+int tg_graph_num_edges(const tg_graph *g);
+/* Nodes and edges of the current (not yet taken) graph. */
+int tg_tape_num_nodes(void);
+
+typedef struct tg_graph_node_info {
+	int id;
+	const char *op;     /* op name ("matmul") */
+	const char *task;   /* task name ("matmul_bwd_da") */
+	const char *layer;  /* layer tag or NULL */
+	tg_phase phase;
+	int microbatch;
+	double flops;
+	int npred;          /* number of direct predecessors */
+} tg_graph_node_info;
+int tg_graph_node(const tg_graph *g, int i, tg_graph_node_info *info);
+/* The j-th direct predecessor of node i. */
+int tg_graph_pred(const tg_graph *g, int i, int j);
+
+/* Write the graph in Graphviz DOT: a cluster per layer, a colour per op kind, styles per
+ * phase, stable node ids, and the longest path by flops highlighted. The file is written to
+ * a temporary name and renamed, so a failure leaves no half-written file. */
+int tg_graph_dump_dot(const tg_graph *g, const char *path);
+int tg_graph_write_dot(const tg_graph *g, FILE *f);
+
+/* ------------------------------------------------------------------------------------ */
+/* Models and training                                                                  */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct tg_model tg_model;
+
+/* A multilayer perceptron: in -> hidden (ReLU) -> hidden (ReLU) -> classes.
+ * Weights (out, in) uniform in +-1/sqrt(in) ("Kaiming uniform"), biases zero. */
+int tg_mlp_new(tg_model **out, int in, int hidden, int classes, uint64_t seed);
+/* logits (B, classes) = model(x (B, in)). Activations are kept per batch size. */
+int tg_model_forward(tg_model *m, tg_tensor *logits, tg_tensor *x);
+int tg_model_num_params(const tg_model *m);
+tg_tensor *tg_model_param(const tg_model *m, int i);
+const char *tg_model_name(const tg_model *m);
+void tg_model_free(tg_model *m);
+
+/* Two-spirals classification data, generated from a seed: n points per class, coordinates
+ * (x, y) scaled to about [-1, 1], label 0 or 1; noise is the standard deviation of the
+ * Gaussian jitter. xy must hold 2 * n_total floats, labels n_total ints; n_total = 2 * n. */
+int tg_data_spirals(float *xy, int32_t *labels, int n, float noise, double turns, uint64_t seed);
+
+/* Training of a classifier on the spirals set (the MLP of `taskgrad train --model mlp`). */
+typedef struct tg_train_opts {
+	int steps;          /* optimizer steps */
+	int batch;          /* rows per step */
+	float lr;           /* learning rate */
+	float momentum;
+	int hidden;         /* hidden width */
+	uint64_t seed;
+	int log_every;      /* print loss every N steps to log (0: never) */
+	FILE *log;          /* where progress goes (NULL: nowhere) */
+	const char *graph_path; /* write the DOT of one step here (NULL: no graph) */
+	int graph_step;     /* which step's graph to write */
+} tg_train_opts;
+void tg_train_opts_default(tg_train_opts *o);
+
+typedef struct tg_train_result {
+	float final_loss;
+	float accuracy;      /* on the held-out test set */
+	float *losses;       /* the loss of every step (steps entries, malloc'd; free it) */
+	int nlosses;
+	double seconds;      /* wall time of the training loop */
+	int graph_nodes, graph_edges;
+} tg_train_result;
+int tg_train_mlp_spirals(const tg_train_opts *o, tg_train_result *res);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TASKGRAD_H */

@@ -1,0 +1,176 @@
+/*
+ * tg_internal.h — what the runtime's files share: the tensor and graph structures, the
+ * runtime state, error helpers and the StarPU 1.3/1.4 compatibility layer.
+ * Ops include it through ops/tg_ops.h; models and tools use taskgrad.h only.
+ */
+#ifndef TG_INTERNAL_H
+#define TG_INTERNAL_H
+
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tg_starpu.h"
+#include "taskgrad.h"
+
+/* ---------------------------------------------------------------- errors */
+
+#include "tg_check.h"
+#define tg_error(code, ...) tg_set_error_at(__FILE__, __LINE__, (code), __VA_ARGS__)
+/* Take the first error raised inside a task since the last call (0 if none) and make it the
+ * calling thread's last error. */
+int tg_async_error_take(void);
+
+/* ---------------------------------------------------------------- runtime state */
+
+typedef struct tg_runtime {
+	bool initialized;
+	tg_config cfg;
+	tg_runtime_info info;
+	unsigned backends;      /* TG_BACKEND_* mask for new tasks */
+	/* current tags */
+	char *layer;            /* owned copy of the current layer tag, or NULL */
+	int microbatch;
+	int fwd_node;           /* while a backward rule runs: its forward node, else -1 */
+	/* the graph being recorded */
+	tg_graph *graph;
+	uint64_t graph_serial;  /* increases with every new current graph */
+	uint64_t backward_serial;
+	uint64_t tensor_ids;
+	int64_t live_tensors;
+	tg_tensor *live;        /* list of live tensors */
+} tg_runtime;
+
+extern tg_runtime tg_rt;
+
+int tg_require_init(const char *what);
+
+/* ---------------------------------------------------------------- tensors */
+
+struct tg_tensor {
+	char *name;
+	tg_dtype dtype;
+	int rank;
+	int64_t shape[TG_MAX_RANK];
+	int64_t numel;
+	size_t nbytes;
+	uint32_t rows, cols;        /* matrix view (rank 1: 1 x n) */
+	void *host;                 /* home copy (starpu_malloc; for a view: inside the parent's) */
+	uint32_t ld;                /* elements between rows of the home copy (cols, or the parent's) */
+	starpu_data_handle_t handle;
+	tg_tensor *parent;          /* a view: the tensor it is part of */
+	tg_tensor *view;            /* a parent: its current view (the handle is partitioned) */
+	uint64_t id;
+
+	int requires_grad;
+	int is_leaf;                /* not written by a forward op */
+	uint32_t version;           /* counts forward writes */
+	tg_tensor *grad;            /* gradient (created by the first backward that reaches it) */
+	int grad_owned;             /* grad is freed with the tensor (not set by tg_tensor_set_grad) */
+	tg_tensor *grad_of;         /* for a gradient tensor: whose gradient it is */
+	int grad_valid;             /* leaves: gradient holds a value */
+	uint64_t grad_serial;       /* non-leaves: backward serial of the valid gradient */
+	uint32_t grad_version;      /* non-leaves: version the gradient belongs to */
+	char *layer;                /* layer tag at creation (owned) */
+
+	/* the runtime's list of live tensors (released by tg_shutdown if still there) */
+	tg_tensor *live_prev, *live_next;
+	int orphan;                 /* released by tg_shutdown: only the structure is left */
+
+	/* the tensor's slot in the current graph (valid if graph_serial matches) */
+	uint64_t graph_serial;
+	int graph_slot;
+};
+
+/* ---------------------------------------------------------------- graph / tape */
+
+/* One operand of a recorded node. */
+typedef struct tg_operand {
+	int slot;          /* tensor slot in the node's graph */
+	unsigned mode;     /* TG_R, TG_W, TG_RW, TG_ACC */
+	uint32_t version;  /* version read (R) or produced (W) */
+} tg_operand;
+
+struct tg_node {
+	int id;
+	const tg_op_desc *op;
+	const char *task_name;     /* static string */
+	tg_phase phase;
+	int layer;                 /* index in the graph's layer table, -1: none */
+	int microbatch;
+	int fwd_node;              /* backward nodes: the forward node they differentiate */
+	int n;
+	tg_operand opd[TG_MAX_OPERANDS];
+	void *args;
+	size_t args_size;
+	double flops;
+	size_t bytes;
+	int *preds;
+	int npred, cappred;
+	tg_graph *graph;
+};
+
+/* Per-tensor information kept by a graph (a snapshot, plus the live pointer while the graph
+ * is current) and the dependency tracking state of the tensor. */
+typedef struct tg_gtensor {
+	tg_tensor *live;           /* NULL once the tensor is freed or the graph taken */
+	uint64_t id;
+	char *name;
+	tg_dtype dtype;
+	int rank;
+	int64_t shape[TG_MAX_RANK];
+	/* tracking: the last write (a set when it is a commuting group) and the reads since */
+	int *writers;
+	int nwriters, capwriters;
+	int writers_commute;
+	int *group_preds;          /* predecessors of the current commuting group */
+	int ngroup_preds, capgroup_preds;
+	int *readers;
+	int nreaders, capreaders;
+} tg_gtensor;
+
+struct tg_graph {
+	uint64_t serial;
+	tg_node **nodes;
+	int nnodes, capnodes;
+	tg_gtensor *tensors;
+	int ntensors, captensors;
+	char **layers;
+	int nlayers, caplayers;
+	int nedges;
+};
+
+tg_graph *tg_graph_new_internal(uint64_t serial);
+/* Record a node for a task about to be submitted; returns it (owned by the current graph). */
+int tg_graph_record(tg_node **out, const tg_task_spec *s);
+/* Forget a freed tensor in the current graph. */
+void tg_graph_forget_tensor(tg_tensor *t);
+tg_tensor *tg_node_tensor_live(const tg_node *n, int i);
+
+/* ---------------------------------------------------------------- tensors, internal */
+
+int tg_tensor_check_shape(int rank, const int64_t *shape, int64_t *numel);
+/* 0 if t can be handed to a task or to the host now (it is not split into a view). */
+int tg_tensor_check_usable(const tg_tensor *t, const char *what);
+/* Release the StarPU side of every live tensor (at shutdown); returns how many there were. */
+int64_t tg_tensor_release_all(void);
+size_t tg_dtype_size(tg_dtype d);
+
+/* ---------------------------------------------------------------- files */
+
+/* Write a file whole or not at all: write() fills a temporary file next to path, which is
+ * flushed, fsynced and renamed over path. On failure nothing at path changes. */
+int tg_write_file_atomic(const char *path, int (*write)(FILE *f, void *ctx), void *ctx);
+
+/* ---------------------------------------------------------------- rng */
+
+/* Philox4x32-10: four 32-bit outputs for a 128-bit counter and a 64-bit key. */
+void tg_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+/* Fill n floats: element i depends only on (fill->seed, fill->stream, i). */
+void tg_fill_host_f32(float *dst, int64_t n, const tg_fill *fill);
+
+#endif /* TG_INTERNAL_H */

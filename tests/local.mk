@@ -1,0 +1,42 @@
+# tests/: CMocka programs and shell tests under automake's parallel driver (exit 77 = SKIP).
+# Every test runs with its own StarPU home inside the build tree (perfmodels never leak into
+# ~/.starpu), StarPU's messages silenced, and hwloc's PCI plugin off (its leak is not ours).
+AM_TESTS_ENVIRONMENT = \
+	STARPU_HOME=$(abs_top_builddir)/tests/starpu-home; export STARPU_HOME; \
+	STARPU_SILENT=1; export STARPU_SILENT; \
+	HWLOC_PLUGINS_BLACKLIST=hwloc_pci; export HWLOC_PLUGINS_BLACKLIST; \
+	OMP_NUM_THREADS=1; export OMP_NUM_THREADS; \
+	unset STARPU_SCHED STARPU_NCPU STARPU_NCPUS STARPU_NCUDA; \
+	TG_BUILDDIR=$(abs_top_builddir); export TG_BUILDDIR; \
+	TG_SRCDIR=$(abs_top_srcdir); export TG_SRCDIR;
+
+if TG_HAVE_CMOCKA
+TG_TEST_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+TG_TEST_LDADD = libtaskgrad.la $(CMOCKA_LIBS) -lm
+
+check_PROGRAMS += tests/test_ops_cpu tests/test_ops_cuda tests/test_runtime tests/test_graph tests/test_mlp
+tests_test_ops_cpu_SOURCES = tests/test_ops.c tests/tg_test.h
+tests_test_ops_cpu_CPPFLAGS = $(AM_CPPFLAGS) -DTG_TEST_BACKEND=TG_BACKEND_CPU
+tests_test_ops_cpu_CFLAGS = $(TG_TEST_CFLAGS)
+tests_test_ops_cpu_LDADD = $(TG_TEST_LDADD)
+tests_test_ops_cuda_SOURCES = tests/test_ops.c tests/tg_test.h
+tests_test_ops_cuda_CPPFLAGS = $(AM_CPPFLAGS) -DTG_TEST_BACKEND=TG_BACKEND_CUDA
+tests_test_ops_cuda_CFLAGS = $(TG_TEST_CFLAGS)
+tests_test_ops_cuda_LDADD = $(TG_TEST_LDADD)
+tests_test_runtime_SOURCES = tests/test_runtime.c tests/tg_test.h
+tests_test_runtime_CFLAGS = $(TG_TEST_CFLAGS)
+tests_test_runtime_LDADD = $(TG_TEST_LDADD)
+tests_test_graph_SOURCES = tests/test_graph.c tests/tg_test.h
+tests_test_graph_CFLAGS = $(TG_TEST_CFLAGS)
+tests_test_graph_LDADD = $(TG_TEST_LDADD)
+tests_test_mlp_SOURCES = tests/test_mlp.c tests/tg_test.h
+tests_test_mlp_CFLAGS = $(TG_TEST_CFLAGS)
+tests_test_mlp_LDADD = $(TG_TEST_LDADD)
+TESTS += tests/test_ops_cpu tests/test_ops_cuda tests/test_runtime tests/test_graph tests/test_mlp
+else
+check-local:
+	@echo "make check needs CMocka (libcmocka-dev); configure did not find it" >&2; exit 1
+endif
+
+TESTS += tests/test_cli.sh
+EXTRA_DIST += tests/test_cli.sh

@@ -1,0 +1,65 @@
+/*
+ * tg_test.h — what the tests share: starting the runtime for a test, the seed of fresh
+ * random inputs, and small checks. Tests run under automake's parallel driver with
+ * STARPU_HOME in the build tree and STARPU_SILENT=1 (tests/local.mk); exit 77 = SKIP.
+ */
+#ifndef TG_TEST_H
+#define TG_TEST_H
+
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "taskgrad.h"
+
+#define TG_TEST_SKIP 77
+
+/* Start the runtime or fail the test with the library's message. */
+#define TG_TEST_INIT(sched_, ncpu_, ncuda_)                                                 \
+	do {                                                                               \
+		tg_config cfg_;                                                            \
+		tg_config_default(&cfg_);                                                  \
+		cfg_.sched = (sched_);                                                     \
+		cfg_.ncpu = (ncpu_);                                                       \
+		cfg_.ncuda = (ncuda_);                                                     \
+		if (tg_init(&cfg_) < 0)                                                    \
+			fail_msg("tg_init(%s): %s", (sched_) ? (sched_) : "default", tg_last_error()); \
+	} while (0)
+
+/* assert that a taskgrad call succeeded, printing the library's message if not */
+#define TG_OK_OR_FAIL(call)                                                      \
+	do {                                                                     \
+		int rc_ = (call);                                                \
+		if (rc_ < 0)                                                     \
+			fail_msg("%s failed (%d): %s", #call, rc_, tg_last_error()); \
+	} while (0)
+
+/* The seed of this run's random inputs: TG_TEST_SEED, else fresh. Printed so that a
+ * failure can be repeated. */
+static inline uint64_t tg_test_seed(const char *what)
+{
+	static uint64_t seed;
+	static int have;
+	if (!have) {
+		const char *env = getenv("TG_TEST_SEED");
+		seed = env && *env ? strtoull(env, NULL, 10)
+		                   : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ (uint64_t)clock();
+		have = 1;
+		printf("# %s: seed %llu (TG_TEST_SEED=%llu repeats this run)\n", what, (unsigned long long)seed,
+		       (unsigned long long)seed);
+		fflush(stdout);
+	}
+	return seed;
+}
+
+#endif /* TG_TEST_H */
