@@ -1,1 +1,2 @@
-# docs/
+# docs/: the project's own description of itself.
+EXTRA_DIST += docs/ARCHITECTURE.md

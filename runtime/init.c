@@ -170,6 +170,7 @@ int tg_shutdown(void)
 	starpu_task_wait_for_all();
 	int rc = tg_async_error_take();
 	int64_t live = tg_tensor_release_all();
+	tg_scratch_release_all();
 	tg_graph_free(tg_rt.graph);
 	tg_rt.graph = NULL;
 	free(tg_rt.layer);

@@ -28,6 +28,7 @@ static int check_spec(const tg_task_spec *s)
 	TG_CHECK(s->n >= 1 && s->n <= TG_MAX_OPERANDS, TG_EINVAL, "%s: %d operands (1 to %d)", name, s->n, TG_MAX_OPERANDS);
 	TG_CHECK(s->phase >= TG_PHASE_FWD && s->phase <= TG_PHASE_OPT, TG_EINVAL, "%s: unknown phase %d", name, (int)s->phase);
 	TG_CHECK(s->args_size == 0 || s->args, TG_EINVAL, "%s: args_size without args", name);
+	TG_CHECK(s->scratch_bytes <= ((size_t)1 << 31), TG_EINVAL, "%s: scratch of %zu bytes is too large", name, s->scratch_bytes);
 	for (int i = 0; i < s->n; i++) {
 		TG_CHECK(s->t[i], TG_EINVAL, "%s: operand %d is NULL", name, i);
 		TG_TRY(tg_tensor_check_usable(s->t[i], name));
@@ -64,6 +65,26 @@ static int check_spec(const tg_task_spec *s)
 		return tg_error(TG_ENODEV, "%s: no worker can run this task (%s)", name, why);
 	}
 	return 0;
+}
+
+/* The shared scratch handle of at least bytes bytes (a power of two). */
+static starpu_data_handle_t scratch_handle(size_t bytes)
+{
+	int k = 0;
+	while (((size_t)1 << k) < bytes)
+		k++;
+	if (!tg_rt.scratch[k])
+		starpu_vector_data_register(&tg_rt.scratch[k], -1, 0, (uint32_t)((size_t)1 << k), 1);
+	return tg_rt.scratch[k];
+}
+
+void tg_scratch_release_all(void)
+{
+	for (int k = 0; k < 64; k++)
+		if (tg_rt.scratch[k]) {
+			starpu_data_unregister(tg_rt.scratch[k]);
+			tg_rt.scratch[k] = NULL;
+		}
 }
 
 int tg_submit(const tg_task_spec *s)
@@ -103,10 +124,8 @@ int tg_submit(const tg_task_spec *s)
 		STARPU_TASK_SET_HANDLE(task, s->t[i]->handle, nb);
 		STARPU_TASK_SET_MODE(task, starpu_mode(s->mode[i]), nb);
 	}
-	starpu_data_handle_t scratch = NULL;
 	if (s->scratch_bytes) {
-		starpu_vector_data_register(&scratch, -1, 0, (uint32_t)s->scratch_bytes, 1);
-		STARPU_TASK_SET_HANDLE(task, scratch, nb);
+		STARPU_TASK_SET_HANDLE(task, scratch_handle(s->scratch_bytes), nb);
 		STARPU_TASK_SET_MODE(task, STARPU_SCRATCH, nb);
 		nb++;
 	}
@@ -122,8 +141,6 @@ int tg_submit(const tg_task_spec *s)
 		task->cl_arg_free = 1;
 	}
 	int rc = starpu_task_submit(task);
-	if (scratch)
-		starpu_data_unregister_submit(scratch);
 	if (rc == -ENODEV)
 		return tg_error(TG_ENODEV, "%s: no worker can run this task", node->task_name);
 	TG_CHECK(rc == 0, TG_ESTARPU, "%s: starpu_task_submit failed (%d)", node->task_name, rc);

@@ -43,11 +43,16 @@ typedef struct tg_runtime {
 	uint64_t tensor_ids;
 	int64_t live_tensors;
 	tg_tensor *live;        /* list of live tensors */
+	/* STARPU_SCRATCH buffers, registered once per power-of-two size and shared by all tasks
+	 * (scratch data creates no dependencies: each worker gets its own copy) */
+	starpu_data_handle_t scratch[64];
 } tg_runtime;
 
 extern tg_runtime tg_rt;
 
 int tg_require_init(const char *what);
+/* Unregister the shared scratch buffers (at shutdown). */
+void tg_scratch_release_all(void);
 
 /* ---------------------------------------------------------------- tensors */
 
