@@ -145,12 +145,14 @@ int tg_mlp_new(tg_model **out, int in, int hidden, int classes, uint64_t seed)
 		if (rc == 0)
 			rc = tg_tensor_new_filled(&params[2 * l], name, TG_F32, TG_SHAPE(fan_out, fan_in),
 			                          &(tg_fill){TG_FILL_UNIFORM, -bound, bound, seed, (uint64_t)(2 * l)});
+		if (rc == 0)
+			m->nparams++;
 		snprintf(name, sizeof name, "%s.bias", layer_name[l]);
 		if (rc == 0)
 			rc = tg_tensor_new_filled(&params[2 * l + 1], name, TG_F32, TG_SHAPE(fan_out),
 			                          &(tg_fill){TG_FILL_ZEROS, 0, 0, 0, 0});
 		if (rc == 0)
-			m->nparams += 2;
+			m->nparams++;
 		if (rc == 0)
 			rc = tg_tensor_set_requires_grad(params[2 * l], 1);
 		if (rc == 0)

@@ -48,6 +48,7 @@ typedef struct trainer {
 	int32_t *test_labels;
 	float *host_xy;
 	int32_t *host_labels;
+	tg_graph *graph;         /* the step whose graph is written once training succeeded */
 } trainer;
 
 static void trainer_free(trainer *tr)
@@ -71,19 +72,21 @@ static void trainer_free(trainer *tr)
 	free(tr->test_labels);
 	free(tr->host_xy);
 	free(tr->host_labels);
+	tg_graph_free(tr->graph);
 }
 
 static int trainer_setup(trainer *tr, const tg_train_opts *o)
 {
 	int ntrain = 2 * SPIRAL_TRAIN_PER_CLASS, ntest = 2 * SPIRAL_TEST_PER_CLASS;
 	TG_CHECK(o->batch <= ntrain, TG_EINVAL, "batch size %d is larger than the training set (%d points)", o->batch, ntrain);
-	tr->nbatches = ntrain / o->batch;
+	int nbatches = ntrain / o->batch;
 	tr->host_xy = malloc((size_t)ntrain * 2 * sizeof(float));
 	tr->host_labels = malloc((size_t)ntrain * sizeof(int32_t));
-	tr->bx = calloc((size_t)tr->nbatches, sizeof *tr->bx);
-	tr->by = calloc((size_t)tr->nbatches, sizeof *tr->by);
+	tr->bx = calloc((size_t)nbatches, sizeof *tr->bx);
+	tr->by = calloc((size_t)nbatches, sizeof *tr->by);
 	tr->test_labels = malloc((size_t)ntest * sizeof(int32_t));
 	TG_CHECK(tr->host_xy && tr->host_labels && tr->bx && tr->by && tr->test_labels, TG_ENOMEM, "out of memory");
+	tr->nbatches = nbatches;
 
 	TG_TRY(tg_data_spirals(tr->host_xy, tr->host_labels, SPIRAL_TRAIN_PER_CLASS, SPIRAL_NOISE, SPIRAL_TURNS, o->seed));
 	TG_TRY(tg_tag_layer("data"));
@@ -172,14 +175,10 @@ static int train(trainer *tr, const tg_train_opts *o, tg_train_result *res)
 		TG_TRY(submit_step(tr, o, step));
 		tg_graph *g;
 		TG_TRY(tg_graph_take(&g));
-		int rc = 0;
-		if (o->graph_path && step == o->graph_step) {
-			res->graph_nodes = tg_graph_num_nodes(g);
-			res->graph_edges = tg_graph_num_edges(g);
-			rc = tg_graph_dump_dot(g, o->graph_path);
-		}
-		tg_graph_free(g);
-		TG_TRY(rc);
+		if (o->graph_path && step == o->graph_step)
+			tr->graph = g; /* written at the end: a failed run must not replace an existing file */
+		else
+			tg_graph_free(g);
 		if (step > 0) {
 			TG_TRY(read_loss(tr, step - 1, &res->losses[step - 1]));
 			if (o->log && o->log_every > 0 && (step - 1) % o->log_every == 0)
@@ -191,7 +190,13 @@ static int train(trainer *tr, const tg_train_opts *o, tg_train_result *res)
 	res->final_loss = res->losses[o->steps - 1];
 	if (o->log)
 		fprintf(o->log, "step %5d/%d  loss %.4f\n", o->steps - 1, o->steps, res->final_loss);
-	return evaluate(tr, &res->accuracy);
+	TG_TRY(evaluate(tr, &res->accuracy));
+	if (tr->graph) {
+		res->graph_nodes = tg_graph_num_nodes(tr->graph);
+		res->graph_edges = tg_graph_num_edges(tr->graph);
+		TG_TRY(tg_graph_dump_dot(tr->graph, o->graph_path));
+	}
+	return 0;
 }
 
 int tg_train_mlp_spirals(const tg_train_opts *o, tg_train_result *res)

@@ -12,6 +12,14 @@ struct tg_softmax_xent_args {
 	int accumulate; /* backward: add into dlogits */
 };
 
+/* Target r of a targets buffer (a vector, or a matrix with its leading dimension). */
+static inline int32_t target_at(void *buf, uint32_t r)
+{
+	const int32_t *t = (const int32_t *)tg_buf_ptr(buf);
+	uint32_t cols = tg_buf_cols(buf);
+	return t[(size_t)(r / cols) * tg_buf_ld(buf) + r % cols];
+}
+
 /* Max and sum of exp(x - max) of one row. */
 static void row_stats(const float *x, uint32_t v, float *max, double *sum)
 {
@@ -32,18 +40,18 @@ static void softmax_xent_fwd_cpu(void *buffers[], void *cl_arg)
 	void *lg = buffers[1];
 	uint32_t n = tg_buf_rows(lg), v = tg_buf_cols(lg), ld = tg_buf_ld(lg);
 	const float *x = TG_F32(lg);
-	const int32_t *t = (const int32_t *)tg_buf_ptr(buffers[2]);
 	double total = 0.0;
 	for (uint32_t r = 0; r < n; r++) {
 		const float *row = x + (size_t)r * ld;
-		if (t[r] < 0 || (uint32_t)t[r] >= v) {
+		int32_t t = target_at(buffers[2], r);
+		if (t < 0 || (uint32_t)t >= v) {
 			total = NAN;
 			continue;
 		}
 		float m;
 		double s;
 		row_stats(row, v, &m, &s);
-		total += (double)m + log(s) - (double)row[t[r]];
+		total += (double)m + log(s) - (double)row[t];
 	}
 	TG_F32(buffers[0])[0] = (float)(total / n);
 }
@@ -55,18 +63,18 @@ static void softmax_xent_bwd_cpu(void *buffers[], void *cl_arg)
 	void *dl = buffers[0], *lg = buffers[2];
 	uint32_t n = tg_buf_rows(lg), v = tg_buf_cols(lg), ld = tg_buf_ld(lg), ldd = tg_buf_ld(dl);
 	const float *x = TG_F32(lg);
-	const int32_t *t = (const int32_t *)tg_buf_ptr(buffers[3]);
 	float *d = TG_F32(dl);
 	double scale = (double)TG_F32(buffers[1])[0] / n;
 	for (uint32_t r = 0; r < n; r++) {
 		const float *row = x + (size_t)r * ld;
 		float *drow = d + (size_t)r * ldd;
-		int valid = t[r] >= 0 && (uint32_t)t[r] < v;
+		int32_t t = target_at(buffers[3], r);
+		int valid = t >= 0 && (uint32_t)t < v;
 		float m;
 		double s;
 		row_stats(row, v, &m, &s);
 		for (uint32_t j = 0; j < v; j++) {
-			double g = valid ? scale * (exp((double)row[j] - m) / s - (j == (uint32_t)t[r] ? 1.0 : 0.0)) : NAN;
+			double g = valid ? scale * (exp((double)row[j] - m) / s - (j == (uint32_t)t ? 1.0 : 0.0)) : NAN;
 			drow[j] = args->accumulate ? drow[j] + (float)g : (float)g;
 		}
 	}
@@ -77,17 +85,20 @@ static void softmax_xent_fwd_cuda(void *buffers[], void *cl_arg)
 {
 	(void)cl_arg;
 	void *lg = buffers[1];
-	tg_cuda_softmax_xent_fwd(TG_F32(buffers[0]), TG_F32(lg), (int)tg_buf_ld(lg), (const int32_t *)tg_buf_ptr(buffers[2]),
-	                         (int)tg_buf_rows(lg), (int)tg_buf_cols(lg), TG_F32(buffers[3]));
+	void *t = buffers[2];
+	tg_cuda_softmax_xent_fwd(TG_F32(buffers[0]), TG_F32(lg), (int)tg_buf_ld(lg), (const int32_t *)tg_buf_ptr(t),
+	                         (int)tg_buf_cols(t), (int)tg_buf_ld(t), (int)tg_buf_rows(lg), (int)tg_buf_cols(lg),
+	                         TG_F32(buffers[3]));
 }
 
 static void softmax_xent_bwd_cuda(void *buffers[], void *cl_arg)
 {
 	const struct tg_softmax_xent_args *args = cl_arg;
 	void *dl = buffers[0], *lg = buffers[2];
+	void *t = buffers[3];
 	tg_cuda_softmax_xent_bwd(TG_F32(dl), (int)tg_buf_ld(dl), TG_F32(buffers[1]), TG_F32(lg), (int)tg_buf_ld(lg),
-	                         (const int32_t *)tg_buf_ptr(buffers[3]), (int)tg_buf_rows(lg), (int)tg_buf_cols(lg),
-	                         args->accumulate);
+	                         (const int32_t *)tg_buf_ptr(t), (int)tg_buf_cols(t), (int)tg_buf_ld(t),
+	                         (int)tg_buf_rows(lg), (int)tg_buf_cols(lg), args->accumulate);
 }
 #endif
 
@@ -114,6 +125,7 @@ static int softmax_xent_check(const tg_task_spec *s)
 	         "softmax_xent: logits '%s' %s have %lld rows but targets '%s' %s hold %lld",
 	         tg_tensor_name(logits), tg_tensor_shape_str(logits, sl, sizeof sl), (long long)tg_tensor_rows(logits),
 	         tg_tensor_name(targets), tg_tensor_shape_str(targets, st, sizeof st), (long long)tg_tensor_numel(targets));
+	TG_CHECK(tg_tensor_rows(logits) <= (1 << 29), TG_ESHAPE, "softmax_xent: more than 2^29 rows");
 	return 0;
 }
 

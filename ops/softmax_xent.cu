@@ -53,7 +53,14 @@ static __device__ void row_stats(const float *row, int v, float *sh, float *max,
 	*max = m;
 }
 
-static __global__ void rowloss_kernel(float *rowloss, const float *logits, int ld, const int32_t *targets, int v)
+/* target r of a targets matrix (tcols columns, rows tld apart) */
+static __device__ int target_at(const int32_t *targets, int tcols, int tld, int r)
+{
+	return targets[(int64_t)(r / tcols) * tld + r % tcols];
+}
+
+static __global__ void rowloss_kernel(float *rowloss, const float *logits, int ld, const int32_t *targets, int tcols,
+                                      int tld, int v)
 {
 	__shared__ float sh[THREADS];
 	int r = blockIdx.x;
@@ -61,7 +68,7 @@ static __global__ void rowloss_kernel(float *rowloss, const float *logits, int l
 	float m, s;
 	row_stats(row, v, sh, &m, &s);
 	if (threadIdx.x == 0) {
-		int t = targets[r];
+		int t = target_at(targets, tcols, tld, r);
 		rowloss[r] = (t >= 0 && t < v) ? m + logf(s) - row[t] : NAN;
 	}
 }
@@ -78,7 +85,7 @@ static __global__ void mean_kernel(float *loss, const float *rowloss, int n)
 }
 
 static __global__ void bwd_kernel(float *dlogits, int ldd, const float *dloss, const float *logits, int ld,
-                                  const int32_t *targets, int n, int v, int accumulate)
+                                  const int32_t *targets, int tcols, int tld, int n, int v, int accumulate)
 {
 	__shared__ float sh[THREADS];
 	int r = blockIdx.x;
@@ -86,7 +93,7 @@ static __global__ void bwd_kernel(float *dlogits, int ldd, const float *dloss, c
 	float *drow = dlogits + (int64_t)r * ldd;
 	float m, s;
 	row_stats(row, v, sh, &m, &s);
-	int t = targets[r];
+	int t = target_at(targets, tcols, tld, r);
 	int valid = t >= 0 && t < v;
 	float scale = dloss[0] / n;
 	for (int j = threadIdx.x; j < v; j += THREADS) {
@@ -95,20 +102,20 @@ static __global__ void bwd_kernel(float *dlogits, int ldd, const float *dloss, c
 	}
 }
 
-extern "C" void tg_cuda_softmax_xent_fwd(float *loss, const float *logits, int ld, const int32_t *targets, int n,
-                                         int v, float *rowloss)
+extern "C" void tg_cuda_softmax_xent_fwd(float *loss, const float *logits, int ld, const int32_t *targets, int tcols,
+                                         int tld, int n, int v, float *rowloss)
 {
 	cudaStream_t st = starpu_cuda_get_local_stream();
-	rowloss_kernel<<<n, THREADS, 0, st>>>(rowloss, logits, ld, targets, v);
+	rowloss_kernel<<<n, THREADS, 0, st>>>(rowloss, logits, ld, targets, tcols, tld, v);
 	TG_CUDA_LAUNCH_CHECK();
 	mean_kernel<<<1, THREADS, 0, st>>>(loss, rowloss, n);
 	TG_CUDA_LAUNCH_CHECK();
 }
 
 extern "C" void tg_cuda_softmax_xent_bwd(float *dlogits, int ldd, const float *dloss, const float *logits, int ld,
-                                         const int32_t *targets, int n, int v, int accumulate)
+                                         const int32_t *targets, int tcols, int tld, int n, int v, int accumulate)
 {
-	bwd_kernel<<<n, THREADS, 0, starpu_cuda_get_local_stream()>>>(dlogits, ldd, dloss, logits, ld, targets, n, v,
-	                                                              accumulate);
+	bwd_kernel<<<n, THREADS, 0, starpu_cuda_get_local_stream()>>>(dlogits, ldd, dloss, logits, ld, targets, tcols, tld,
+	                                                              n, v, accumulate);
 	TG_CUDA_LAUNCH_CHECK();
 }

@@ -49,11 +49,12 @@ void tg_cuda_relu_fwd(float *out, int ldo, const float *x, int ldx, int rows, in
 void tg_cuda_relu_bwd(float *dx, int lddx, const float *dout, int lddo, const float *x, int ldx,
                       int rows, int cols, int accumulate);
 
-/* softmax_xent.cu: rowloss is a scratch buffer of n floats. */
-void tg_cuda_softmax_xent_fwd(float *loss, const float *logits, int ld, const int32_t *targets,
-                              int n, int v, float *rowloss);
+/* softmax_xent.cu: targets is a (., tcols) matrix with rows tld apart; rowloss is a scratch
+ * buffer of n floats. */
+void tg_cuda_softmax_xent_fwd(float *loss, const float *logits, int ld, const int32_t *targets, int tcols,
+                              int tld, int n, int v, float *rowloss);
 void tg_cuda_softmax_xent_bwd(float *dlogits, int ldd, const float *dloss, const float *logits, int ld,
-                              const int32_t *targets, int n, int v, int accumulate);
+                              const int32_t *targets, int tcols, int tld, int n, int v, int accumulate);
 
 /* sgd.cu */
 void tg_cuda_sgd(float *param, int ldp, const float *grad, int ldg, float *velocity, int ldv, int rows,

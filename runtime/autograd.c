@@ -122,14 +122,16 @@ int tg_backward_from(tg_tensor *loss, tg_tensor *dout)
 					start = i;
 		}
 	}
+	TG_CHECK(!g->broken, TG_ESTATE, "tg_backward: a task of this graph failed to submit; reset the graph");
 	TG_CHECK(start >= 0, TG_ESTATE, "tg_backward: no forward op recorded since the last graph reset wrote '%s'", loss->name);
 	TG_CHECK(loss->requires_grad, TG_EINVAL,
 	         "tg_backward: '%s' does not depend on any tensor that requires a gradient", loss->name);
 	tg_rt.backward_serial++;
 	TG_TRY(seed_grad(loss, dout));
 
-	char *saved_layer = tg_rt.layer;
+	char *saved_layer = tg_rt.layer; /* the caller's tag, restored at the end */
 	int saved_mb = tg_rt.microbatch;
+	tg_rt.layer = NULL;
 	int rc = 0;
 	for (int i = start; i >= 0 && rc == 0; i--) {
 		const tg_node *n = g->nodes[i];
@@ -147,12 +149,14 @@ int tg_backward_from(tg_tensor *loss, tg_tensor *dout)
 		}
 		if ((rc = check_versions(n)) < 0)
 			break;
-		/* backward nodes carry the tags of their forward node */
-		tg_rt.layer = n->layer >= 0 ? g->layers[n->layer] : NULL;
+		/* backward nodes carry the tags of their forward node (a copy: a rule may retag) */
+		if ((rc = tg_tag_layer(n->layer >= 0 ? g->layers[n->layer] : NULL)) < 0)
+			break;
 		tg_rt.microbatch = n->microbatch;
 		tg_rt.fwd_node = n->id;
 		rc = n->op->backward(n);
 	}
+	free(tg_rt.layer);
 	tg_rt.layer = saved_layer;
 	tg_rt.microbatch = saved_mb;
 	tg_rt.fwd_node = -1;

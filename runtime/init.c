@@ -122,6 +122,20 @@ int tg_init(const tg_config *user_cfg)
 		return tg_error(TG_ENODEV, "StarPU found no worker to start (ncpu=%d, ncuda=%d)", cfg.ncpu, cfg.ncuda);
 	TG_CHECK(rc == 0, TG_ESTARPU, "starpu_init failed: %s", strerror(-rc));
 
+	/* StarPU clamps worker counts it cannot honour (cores, STARPU_MAXCPUS, GPUs): say so. */
+	int got_cpu = (int)starpu_worker_get_count_by_type(STARPU_CPU_WORKER), got_cuda = 0;
+#ifdef STARPU_USE_CUDA
+	got_cuda = (int)starpu_worker_get_count_by_type(STARPU_CUDA_WORKER);
+#endif
+	if ((cfg.ncpu >= 0 && got_cpu != cfg.ncpu) || (cfg.ncuda >= 0 && got_cuda != cfg.ncuda)) {
+		int want = cfg.ncpu >= 0 && got_cpu != cfg.ncpu ? cfg.ncpu : cfg.ncuda;
+		int got = cfg.ncpu >= 0 && got_cpu != cfg.ncpu ? got_cpu : got_cuda;
+		const char *kind = cfg.ncpu >= 0 && got_cpu != cfg.ncpu ? "CPU" : "CUDA";
+		starpu_shutdown();
+		return tg_error(TG_EINVAL, "asked for %d %s workers but StarPU can start only %d on this machine", want, kind,
+		                got);
+	}
+
 	struct starpu_sched_policy *running = starpu_sched_ctx_get_sched_policy(0);
 	const char *running_name = running && running->policy_name ? running->policy_name : "?";
 	/* heft is dmda under another name in StarPU; anything else must be what we asked for. */
@@ -132,10 +146,8 @@ int tg_init(const tg_config *user_cfg)
 
 	memset(&tg_rt.info, 0, sizeof tg_rt.info);
 	snprintf(tg_rt.info.sched, sizeof tg_rt.info.sched, "%s", policy);
-	tg_rt.info.ncpu = (int)starpu_worker_get_count_by_type(STARPU_CPU_WORKER);
-#ifdef STARPU_USE_CUDA
-	tg_rt.info.ncuda = (int)starpu_worker_get_count_by_type(STARPU_CUDA_WORKER);
-#endif
+	tg_rt.info.ncpu = got_cpu;
+	tg_rt.info.ncuda = got_cuda;
 	tg_rt.info.deterministic = cfg.deterministic ? 1 : 0;
 	snprintf(tg_rt.info.starpu_version, sizeof tg_rt.info.starpu_version, "%d.%d.%d",
 	         STARPU_MAJOR_VERSION, STARPU_MINOR_VERSION, STARPU_RELEASE_VERSION);
@@ -152,6 +164,7 @@ int tg_init(const tg_config *user_cfg)
 	tg_rt.backends = TG_BACKEND_ANY;
 	tg_rt.microbatch = -1;
 	tg_rt.fwd_node = -1;
+	free(tg_rt.layer); /* a tag set before tg_init does not carry over */
 	tg_rt.layer = NULL;
 	tg_rt.graph = tg_graph_new_internal(++tg_rt.graph_serial);
 	if (!tg_rt.graph) {

@@ -67,6 +67,8 @@ static int check_spec(const tg_task_spec *s)
 	return 0;
 }
 
+_Static_assert(TG_MAX_OPERANDS + 1 <= STARPU_NMAXBUFS, "operands plus a scratch buffer must fit in a task");
+
 /* The shared scratch handle of at least bytes bytes (a power of two). */
 static starpu_data_handle_t scratch_handle(size_t bytes)
 {
@@ -118,6 +120,10 @@ int tg_submit(const tg_task_spec *s)
 			task->where |= STARPU_CPU;
 		if (tg_rt.backends & TG_BACKEND_CUDA)
 			task->where |= STARPU_CUDA;
+	} else if (tg_rt.cfg.deterministic && tg_rt.info.ncuda > 0) {
+		/* CPU and GPU kernels round differently: in deterministic mode an op always runs on
+		 * the same kind of worker, whatever the policy would prefer */
+		task->where = s->cl->cuda_funcs[0] ? STARPU_CUDA : STARPU_CPU;
 	}
 	int nb = 0;
 	for (int i = 0; i < s->n; i++, nb++) {
@@ -141,8 +147,13 @@ int tg_submit(const tg_task_spec *s)
 		task->cl_arg_free = 1;
 	}
 	int rc = starpu_task_submit(task);
+	if (rc == 0)
+		return 0;
+	/* The node is on the tape but its task will never run: the graph cannot be
+	 * differentiated any more (tg_backward refuses it until the next reset). */
+	node->graph->broken = 1;
+	starpu_task_destroy(task);
 	if (rc == -ENODEV)
 		return tg_error(TG_ENODEV, "%s: no worker can run this task", node->task_name);
-	TG_CHECK(rc == 0, TG_ESTARPU, "%s: starpu_task_submit failed (%d)", node->task_name, rc);
-	return 0;
+	return tg_error(TG_ESTARPU, "%s: starpu_task_submit failed (%d)", node->task_name, rc);
 }

@@ -103,10 +103,13 @@ typedef struct tg_config {
 	 * policies is an error listing the valid names. When both this and STARPU_SCHED are set
 	 * and differ, tg_init fails (the environment never silently overrides the config). */
 	const char *sched;
-	int ncpu;          /* CPU workers; -1: StarPU's default (STARPU_NCPU, else all cores) */
+	int ncpu;          /* CPU workers; -1: StarPU's default (STARPU_NCPU, else all cores);
+	                    * a count StarPU cannot start is an error */
 	int ncuda;         /* CUDA workers; -1: StarPU's default (STARPU_NCUDA, else all GPUs) */
 	uint64_t seed;     /* default seed for models and data */
-	int deterministic; /* 1: accumulations in a fixed order: bit-identical under every policy */
+	int deterministic; /* 1: bit-identical results under every policy and worker count:
+	                    * accumulations keep their order, and with CUDA workers each op runs
+	                    * where it has a CUDA implementation (else on CPUs), never both */
 	int profiling;     /* 1: enable StarPU's task profiling */
 } tg_config;
 
@@ -194,7 +197,8 @@ int tg_tensor_new_filled(tg_tensor **out, const char *name, tg_dtype dtype, int 
  * freeing the parent frees its view. */
 int tg_tensor_view(tg_tensor **out, tg_tensor *parent, const char *name, int rank, const int64_t *shape,
                    int64_t row0, int64_t col0);
-/* Free a tensor (and its gradient). The memory is released once the tasks using it ran. */
+/* Free a tensor and the gradient it owns; waits for the tasks that use it. A gradient
+ * belongs to its tensor: freeing it on its own only detaches it. */
 void tg_tensor_free(tg_tensor *t);
 
 /* Copy the tensor to host memory (waits for the tasks that write it). size in bytes must be
@@ -202,6 +206,9 @@ void tg_tensor_free(tg_tensor *t);
 int tg_tensor_to_host(const tg_tensor *t, void *dst, size_t size);
 /* Overwrite the tensor from host memory (waits for the tasks that use it). */
 int tg_tensor_from_host(tg_tensor *t, const void *src, size_t size);
+/* Bring the tensor's current value to a backend's memory now (the first CUDA device for
+ * TG_BACKEND_CUDA), waiting for the copy. */
+int tg_tensor_prefetch(tg_tensor *t, unsigned backend);
 /* Refill an existing tensor (waits for the tasks that use it). */
 int tg_tensor_fill(tg_tensor *t, const tg_fill *fill);
 
@@ -361,7 +368,8 @@ const char *tg_current_layer(void);
 int tg_tag_microbatch(int microbatch); /* -1: none */
 
 /* Differentiate the loss: walk the tape backwards from the node that wrote loss and submit
- * each op's backward rule. The loss gradient is 1. Parameter gradients accumulate. */
+ * each op's backward rule. The loss gradient is 1. Parameter gradients accumulate. After an
+ * error, gradients are undefined until tg_zero_grad. */
 int tg_backward(tg_tensor *loss);
 /* The same, from any output with a given gradient dout (its shape; NULL: ones): a
  * vector-Jacobian product, or a pipeline stage receiving its output's gradient. dout becomes

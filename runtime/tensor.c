@@ -40,10 +40,12 @@ int tg_tensor_check_shape(int rank, const int64_t *shape, int64_t *numel)
 		TG_CHECK(shape[i] <= INT64_MAX / n, TG_ESHAPE, "tensor shape %s: the number of elements overflows", s);
 		n *= shape[i];
 	}
-	/* StarPU's matrix and vector sizes are 32-bit; the byte size must fit too. */
+	/* StarPU's matrix sizes are 32-bit and BLAS/CUDA sizes are int: rows and columns must
+	 * fit in an int; the byte size must fit too. */
 	int64_t cols = shape[rank - 1], rows = n / cols;
-	TG_CHECK(cols <= UINT32_MAX && rows <= UINT32_MAX, TG_ESHAPE,
-	         "tensor shape %s: %" PRId64 " rows of %" PRId64 " columns exceed StarPU's 32-bit sizes", s, rows, cols);
+	TG_CHECK(cols <= INT32_MAX && rows <= INT32_MAX, TG_ESHAPE,
+	         "tensor shape %s: %" PRId64 " rows of %" PRId64 " columns exceed the 32-bit sizes of StarPU and BLAS", s,
+	         rows, cols);
 	TG_CHECK((uint64_t)n <= SIZE_MAX / 4 && n <= INT64_MAX / 4, TG_ESHAPE, "tensor shape %s: too many bytes", s);
 	*numel = n;
 	return 0;
@@ -131,7 +133,8 @@ static void release(tg_tensor *t)
 	if (t->parent) {
 		/* gives the parent back, its home copy up to date */
 		starpu_data_unpartition(t->parent->handle, STARPU_MAIN_RAM);
-		t->parent->view = NULL;
+		if (t->version != 0) /* written through the view: the parent holds new values */
+			t->parent->version++;
 	} else {
 		starpu_data_unregister(t->handle);
 		tg_starpu_free(t->host, t->nbytes);
@@ -237,10 +240,16 @@ void tg_tensor_free(tg_tensor *t)
 		return;
 	if (t->grad_owned)
 		tg_tensor_free(t->grad);
+	else if (t->grad && t->grad->grad_of == t)
+		t->grad->grad_of = NULL;
+	if (t->grad_of && t->grad_of->grad == t) /* a gradient freed on its own: forget it */
+		t->grad_of->grad = NULL;
 	if (t->view)
 		tg_tensor_free(t->view);
 	if (tg_rt.initialized)
 		release(t);
+	if (t->parent)
+		t->parent->view = NULL;
 	free_struct(t);
 }
 
@@ -315,8 +324,31 @@ int tg_tensor_view(tg_tensor **out, tg_tensor *parent, const char *name, int ran
 	return 0;
 }
 
+int tg_tensor_prefetch(tg_tensor *t, unsigned backend)
+{
+	TG_TRY(tg_require_init("tg_tensor_prefetch"));
+	TG_CHECK(t, TG_EINVAL, "tg_tensor_prefetch: tensor is NULL");
+	TG_TRY(tg_tensor_check_usable(t, "tg_tensor_prefetch"));
+	TG_CHECK(backend == TG_BACKEND_CPU || backend == TG_BACKEND_CUDA, TG_EINVAL,
+	         "tg_tensor_prefetch: backend must be TG_BACKEND_CPU or TG_BACKEND_CUDA");
+	unsigned node = STARPU_MAIN_RAM;
+	if (backend == TG_BACKEND_CUDA) {
+		int worker = -1;
+#ifdef STARPU_USE_CUDA
+		if (starpu_worker_get_count_by_type(STARPU_CUDA_WORKER) > 0)
+			starpu_worker_get_ids_by_type(STARPU_CUDA_WORKER, &worker, 1);
+#endif
+		TG_CHECK(worker >= 0, TG_ENODEV, "tg_tensor_prefetch: there is no CUDA worker");
+		node = starpu_worker_get_memory_node((unsigned)worker);
+	}
+	TG_CHECK(starpu_data_fetch_on_node(t->handle, node, 0) == 0, TG_ESTARPU,
+	         "tg_tensor_prefetch: StarPU could not fetch '%s'", t->name);
+	return 0;
+}
+
 int tg_tensor_check_usable(const tg_tensor *t, const char *what)
 {
+	TG_CHECK(!t->orphan, TG_ESTATE, "%s: tensor '%s' belongs to a runtime that was shut down", what, t->name);
 	TG_CHECK(!t->view, TG_ESTATE, "%s: tensor '%s' has a view ('%s'); free the view first", what, t->name, t->view->name);
 	return 0;
 }

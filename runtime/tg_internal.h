@@ -147,6 +147,7 @@ struct tg_graph {
 	char **layers;
 	int nlayers, caplayers;
 	int nedges;
+	int broken;                /* a recorded task failed to submit */
 };
 
 tg_graph *tg_graph_new_internal(uint64_t serial);

@@ -1,10 +1,14 @@
 # tests/: CMocka programs and shell tests under automake's parallel driver (exit 77 = SKIP).
 # Every test runs with its own StarPU home inside the build tree (perfmodels never leak into
 # ~/.starpu), StarPU's messages silenced, and hwloc's PCI plugin off (its leak is not ours).
+# In the sanitizer build, leaks that are StarPU's own are suppressed (tests/lsan.supp); the
+# slow unwinder is needed to see the StarPU frames that the suppressions name.
 AM_TESTS_ENVIRONMENT = \
 	STARPU_HOME=$(abs_top_builddir)/tests/starpu-home; export STARPU_HOME; \
 	STARPU_SILENT=1; export STARPU_SILENT; \
 	HWLOC_PLUGINS_BLACKLIST=hwloc_pci; export HWLOC_PLUGINS_BLACKLIST; \
+	LSAN_OPTIONS=suppressions=$(abs_top_srcdir)/tests/lsan.supp:print_suppressions=0; export LSAN_OPTIONS; \
+	ASAN_OPTIONS=fast_unwind_on_malloc=0; export ASAN_OPTIONS; \
 	OMP_NUM_THREADS=1; export OMP_NUM_THREADS; \
 	unset STARPU_SCHED STARPU_NCPU STARPU_NCPUS STARPU_NCUDA; \
 	TG_BUILDDIR=$(abs_top_builddir); export TG_BUILDDIR; \
@@ -39,4 +43,4 @@ check-local:
 endif
 
 TESTS += tests/test_cli.sh
-EXTRA_DIST += tests/test_cli.sh
+EXTRA_DIST += tests/test_cli.sh tests/lsan.supp

@@ -49,6 +49,10 @@ expect 2 "--lr: must be > 0" train --lr 0
 expect 2 "--momentum: must be in \[0, 1)" train --momentum 1
 expect 2 "--seed: '-1' is not a non-negative whole number" train --seed -1
 expect 2 "--ncpu: must not be negative" train --ncpu -1
+expect 2 "--seed: ' 1' is not a non-negative whole number" train --seed " 1"
+expect 2 "--steps: ' 5' is not a whole number" train --steps " 5"
+expect 2 "--momentum: must be in \[0, 1)" train --momentum 0.99999999999
+expect 2 "asked for 4096 CPU workers but StarPU can start only" train --ncpu 4096 --steps 5
 expect 2 "--graph-step: 10 is not one of the 10 steps" train --steps 10 --graph-step 10
 expect 2 "option '--graph' needs a value" train --graph
 expect 2 "--model: unknown model 'gpt'" train --model gpt
@@ -63,8 +67,8 @@ expect 1 "training diverged" train --lr 10000 --steps 300 -q
 echo "previous graph" > "$tmp/step.dot"
 expect 2 "not a whole number" train --steps x --graph "$tmp/step.dot"
 [ "$(cat "$tmp/step.dot")" = "previous graph" ] || fail "a failed run changed the existing graph file"
-expect 1 "training diverged" train --lr 10000 --steps 300 -q --graph "$tmp/step.dot" --graph-step 299
-[ "$(cat "$tmp/step.dot")" = "previous graph" ] || fail "a diverged run changed the existing graph file"
+expect 1 "training diverged" train --lr 10000 --steps 300 -q --graph "$tmp/step.dot" --graph-step 0
+[ "$(cat "$tmp/step.dot")" = "previous graph" ] || fail "a diverged run replaced the existing graph file"
 
 # a real run: it learns, and its graph renders
 expect 0 "test accuracy" train --sched eager --steps 300 --graph "$tmp/step.dot" --ncpu 1

@@ -115,6 +115,19 @@ static void worker_counts(void **unused)
 	unsetenv("STARPU_NCPU");
 	cfg.ncpu = -2;
 	expect_error(tg_init(&cfg), TG_EINVAL, "CPU workers");
+	cfg.ncpu = 4096; /* more than StarPU can start: an error, not a silent clamp */
+	expect_error(tg_init(&cfg), TG_EINVAL, "can start only");
+	assert_false(tg_is_initialized());
+	cfg.ncpu = -1;
+	cfg.ncuda = 1;
+	int rc = tg_init(&cfg);
+	if (rc == 0) { /* a machine with a GPU and a CUDA-enabled StarPU */
+		TG_OK_OR_FAIL(tg_runtime_get_info(&info));
+		assert_int_equal(info.ncuda, 1);
+		TG_OK_OR_FAIL(tg_shutdown());
+	} else {
+		expect_error(rc, TG_EINVAL, "1 CUDA workers but StarPU can start only 0");
+	}
 }
 
 static void tensor_round_trips(void **unused)
@@ -304,7 +317,12 @@ static void shutdown_reports_tensors_not_freed(void **unused)
 	TG_OK_OR_FAIL(tg_tensor_new(&t, "leaked", TG_F32, TG_SHAPE(2)));
 	expect_error(tg_shutdown(), TG_ESTATE, "1 tensors were not freed");
 	assert_false(tg_is_initialized());
-	tg_tensor_free(t); /* after shutdown: only the host structure goes */
+	/* a tensor of a runtime that was shut down cannot be used by the next one */
+	TG_TEST_INIT("eager", -1, 0);
+	float x[2];
+	expect_error(tg_tensor_to_host(t, x, sizeof x), TG_ESTATE, "shut down");
+	TG_OK_OR_FAIL(tg_shutdown());
+	tg_tensor_free(t); /* only the host structure is left */
 }
 
 int main(void)

@@ -1,6 +1,7 @@
 /* taskgrad — the command line: parse, call the library, print. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <getopt.h>
@@ -69,13 +70,13 @@ static int fail_usage(const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
-/* Whole numbers in [min, max], nothing else. */
+/* Whole numbers in [min, max], nothing else (no blanks, no trailing text). */
 static int parse_int(const char *opt, const char *s, long min, long max, int *out)
 {
 	char *end;
 	errno = 0;
 	long v = strtol(s, &end, 10);
-	if (!*s || *end || errno == ERANGE)
+	if (!*s || isspace((unsigned char)*s) || *end || errno == ERANGE)
 		return fail_usage("%s: '%s' is not a whole number", opt, s);
 	if (v < min || v > max) {
 		if (v < 0 && min >= 0)
@@ -90,7 +91,7 @@ static int parse_u64(const char *opt, const char *s, uint64_t *out)
 {
 	char *end;
 	errno = 0;
-	if (!*s || *s == '-' || *s == '+')
+	if (!*s || !isdigit((unsigned char)*s))
 		return fail_usage("%s: '%s' is not a non-negative whole number", opt, s);
 	unsigned long long v = strtoull(s, &end, 10);
 	if (*end || errno == ERANGE)
@@ -105,8 +106,9 @@ static int parse_float(const char *opt, const char *s, double min, double max, i
 	char *end;
 	errno = 0;
 	double v = strtod(s, &end);
-	if (!*s || *end || errno == ERANGE || !isfinite(v))
+	if (!*s || isspace((unsigned char)*s) || *end || errno == ERANGE || !isfinite(v))
 		return fail_usage("%s: '%s' is not a finite number", opt, s);
+	v = (float)v; /* the value used is the float: check that one */
 	if (v < min || v > max || (max_open && v >= max)) {
 		if (v < 0 && min >= 0)
 			return fail_usage("%s: must not be negative, got %g", opt, v);
