@@ -17,16 +17,6 @@
 #error "taskgrad supports StarPU 1.3 and 1.4"
 #endif
 
-#define TG_STARPU_14 (STARPU_MINOR_VERSION >= 4)
-
-/* The mode a reduction codelet's first buffer must declare: 1.3 aborts on RW|COMMUTE,
- * 1.4 wants it. */
-#if TG_STARPU_14
-#define TG_REDUX_MODE (STARPU_RW | STARPU_COMMUTE)
-#else
-#define TG_REDUX_MODE STARPU_RW
-#endif
-
 /* starpu_free is deprecated in 1.4; starpu_free_flags exists in both. */
 static inline void tg_starpu_free(void *p, size_t size)
 {
