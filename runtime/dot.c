@@ -102,6 +102,8 @@ static void put_node(FILE *f, const tg_graph *g, const tg_node *n, int on_path, 
 	fprintf(f, ", tooltip=\"");
 	put_escaped(f, n->op->name);
 	fprintf(f, " (%s, %s)", kind_name[kind], phase_name[n->phase]);
+	if (n->fwd_node >= 0)
+		fprintf(f, ", differentiates n%d", n->fwd_node);
 	for (int i = 0; i < n->n; i++) {
 		const tg_gtensor *t = &g->tensors[n->opd[i].slot];
 		fprintf(f, "&#10;%s ", mode_name(n->opd[i].mode));

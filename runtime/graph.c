@@ -264,6 +264,7 @@ int tg_graph_node(const tg_graph *g, int i, tg_graph_node_info *info)
 	info->microbatch = n->microbatch;
 	info->flops = n->flops;
 	info->npred = n->npred;
+	info->fwd = n->fwd_node;
 	return 0;
 }
 

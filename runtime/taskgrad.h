@@ -397,6 +397,7 @@ typedef struct tg_graph_node_info {
 	int microbatch;
 	double flops;
 	int npred;          /* number of direct predecessors */
+	int fwd;            /* a backward node: the forward node it differentiates; else -1 */
 } tg_graph_node_info;
 int tg_graph_node(const tg_graph *g, int i, tg_graph_node_info *info);
 /* The j-th direct predecessor of node i. */

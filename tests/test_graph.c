@@ -114,11 +114,14 @@ static void known_step_nodes_and_edges(void **unused)
 	assert_true(info.flops == 2.0 * 4 * 2 * 3);
 	TG_OK_OR_FAIL(tg_graph_node(g, 4, &info));
 	assert_string_equal(info.layer, "loss"); /* backward nodes carry their forward node's tags */
+	assert_int_equal(info.fwd, 3); /* softmax_xent_bwd differentiates softmax_xent_fwd */
 	assert_int_equal(info.phase, TG_PHASE_BWD);
 	TG_OK_OR_FAIL(tg_graph_node(g, 8, &info));
 	assert_string_equal(info.layer, "fc");
+	assert_int_equal(info.fwd, 0);
 	TG_OK_OR_FAIL(tg_graph_node(g, 10, &info));
 	assert_string_equal(info.layer, "fc"); /* the parameter's layer */
+	assert_int_equal(info.fwd, -1);
 	assert_int_equal(info.phase, TG_PHASE_OPT);
 	assert_int_equal(tg_graph_node(g, 11, &info), TG_EINVAL);
 	tg_graph_free(g);
@@ -180,6 +183,7 @@ static void dot_export(void **unused)
 	assert_non_null(strstr(text[0], "style=\"filled,dashed\"")); /* backward */
 	assert_non_null(strstr(text[0], "shape=hexagon"));           /* optimizer */
 	assert_non_null(strstr(text[0], "#d62828"));                 /* the longest path */
+	assert_non_null(strstr(text[0], "differentiates n3"));
 	free(text[0]);
 	free(text[1]);
 
