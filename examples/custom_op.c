@@ -103,11 +103,11 @@ int main(void)
 	CHECK(tg_init(&cfg));
 	float xs[N] = {1, -2, 3, 0.5f, -0.25f}, rs[N] = {1, 1, 2, -1, 4}, y[N], dx[N];
 	tg_tensor *x, *yt, *z, *r;
-	CHECK(tg_tensor_new_from_host(&x, "x", TG_F32, TG_SHAPE(N), xs));
+	CHECK(tg_tensor_new_from_host(&x, "x", TG_F32, TG_SHAPE(N), xs, sizeof xs));
 	CHECK(tg_tensor_set_requires_grad(x, 1));
 	CHECK(tg_tensor_new(&yt, "y", TG_F32, TG_SHAPE(N)));
 	CHECK(tg_tensor_new(&z, "z", TG_F32, TG_SHAPE(N)));
-	CHECK(tg_tensor_new_from_host(&r, "r", TG_F32, TG_SHAPE(N), rs));
+	CHECK(tg_tensor_new_from_host(&r, "r", TG_F32, TG_SHAPE(N), rs, sizeof rs));
 
 	/* z = relu(x^2): a user op and a built-in op in one graph */
 	CHECK(square(yt, x));

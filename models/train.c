@@ -92,14 +92,15 @@ static int trainer_setup(trainer *tr, const tg_train_opts *o)
 	TG_TRY(tg_tag_layer("data"));
 	for (int b = 0; b < tr->nbatches; b++) {
 		TG_TRY(tg_tensor_new_from_host(&tr->bx[b], "x", TG_F32, TG_SHAPE(o->batch, 2),
-		                               tr->host_xy + (size_t)b * o->batch * 2));
+		                               tr->host_xy + (size_t)b * o->batch * 2, (size_t)o->batch * 2 * sizeof(float)));
 		TG_TRY(tg_tensor_new_from_host(&tr->by[b], "y", TG_I32, TG_SHAPE(o->batch),
-		                               tr->host_labels + (size_t)b * o->batch));
+		                               tr->host_labels + (size_t)b * o->batch, (size_t)o->batch * sizeof(int32_t)));
 	}
 	/* the test set: other points of the same spirals (another seed) */
 	TG_TRY(tg_data_spirals(tr->host_xy, tr->test_labels, SPIRAL_TEST_PER_CLASS, SPIRAL_NOISE, SPIRAL_TURNS,
 	                       o->seed ^ 0x5eed5eedULL));
-	TG_TRY(tg_tensor_new_from_host(&tr->test_x, "test_x", TG_F32, TG_SHAPE(ntest, 2), tr->host_xy));
+	TG_TRY(tg_tensor_new_from_host(&tr->test_x, "test_x", TG_F32, TG_SHAPE(ntest, 2), tr->host_xy,
+	                               (size_t)ntest * 2 * sizeof(float)));
 	TG_TRY(tg_tag_layer("loss"));
 	TG_TRY(tg_tensor_new(&tr->logits, "logits", TG_F32, TG_SHAPE(o->batch, 2)));
 	TG_TRY(tg_tensor_new(&tr->test_logits, "test_logits", TG_F32, TG_SHAPE(ntest, 2)));

@@ -55,6 +55,9 @@ extern const tg_op_desc tg_op_sgd;
 int tg_sgd(tg_tensor *param, tg_tensor *velocity, const tg_sgd_params *p)
 {
 	TG_CHECK(param && p, TG_EINVAL, "sgd: parameter or settings are NULL");
+	TG_TRY(tg_tensor_check_usable(param, "sgd"));
+	if (velocity)
+		TG_TRY(tg_tensor_check_usable(velocity, "sgd"));
 	TG_TRY(tg_check_f32("sgd", "parameter", param));
 	TG_CHECK(tg_tensor_requires_grad(param), TG_EINVAL, "sgd: '%s' does not require a gradient", tg_tensor_name(param));
 	TG_CHECK(isfinite(p->lr) && p->lr >= 0, TG_EINVAL, "sgd: learning rate must be finite and >= 0, got %g", (double)p->lr);

@@ -2,7 +2,8 @@
  *   loss = (1/N) sum_r [ logsumexp(logits[r]) - logits[r][t_r] ]
  *   backward: dlogits[r][j] = dloss / N * (softmax(logits[r])[j] - [j == t_r])
  * The softmax is recomputed in the backward task (no probabilities kept). A target outside
- * [0, V) makes the loss NaN, and its row's gradient NaN, so the trainer stops with an error.
+ * [0, V) is never used as an index: it is a task error naming its row and value (returned at
+ * the next wait), and the loss and that row's gradient are NaN.
  * Gradient rule: activation gradients are written, parameter gradients accumulate. */
 #include "tg_ops.h"
 
@@ -19,6 +20,9 @@ static inline int32_t target_at(void *buf, uint32_t r)
 	uint32_t cols = tg_buf_cols(buf);
 	return t[(size_t)(r / cols) * tg_buf_ld(buf) + r % cols];
 }
+
+/* The message of a target out of range (CPU and CUDA): value, row, number of classes. */
+static const char bad_target_fmt[] = "softmax_xent: target %d of row %d is outside [0, %d) (the number of classes)";
 
 /* Max and sum of exp(x - max) of one row. */
 static void row_stats(const float *x, uint32_t v, float *max, double *sum)
@@ -45,6 +49,7 @@ static void softmax_xent_fwd_cpu(void *buffers[], void *cl_arg)
 		const float *row = x + (size_t)r * ld;
 		int32_t t = target_at(buffers[2], r);
 		if (t < 0 || (uint32_t)t >= v) {
+			tg_task_error(TG_EINVAL, bad_target_fmt, (int)t, (int)r, (int)v);
 			total = NAN;
 			continue;
 		}
@@ -56,7 +61,7 @@ static void softmax_xent_fwd_cpu(void *buffers[], void *cl_arg)
 	TG_F32(buffers[0])[0] = (float)(total / n);
 }
 
-/* buffers: dlogits (N, V), dloss (1), logits (N, V), targets (N) */
+/* buffers: dlogits (N, V), dloss (1), logits (N, V), targets (N), scratch */
 static void softmax_xent_bwd_cpu(void *buffers[], void *cl_arg)
 {
 	const struct tg_softmax_xent_args *args = cl_arg;
@@ -70,6 +75,8 @@ static void softmax_xent_bwd_cpu(void *buffers[], void *cl_arg)
 		float *drow = d + (size_t)r * ldd;
 		int32_t t = target_at(buffers[3], r);
 		int valid = t >= 0 && (uint32_t)t < v;
+		if (!valid)
+			tg_task_error(TG_EINVAL, bad_target_fmt, (int)t, (int)r, (int)v);
 		float m;
 		double s;
 		row_stats(row, v, &m, &s);
@@ -86,9 +93,10 @@ static void softmax_xent_fwd_cuda(void *buffers[], void *cl_arg)
 	(void)cl_arg;
 	void *lg = buffers[1];
 	void *t = buffers[2];
+	tg_cuda_report *report = (tg_cuda_report *)tg_buf_ptr(buffers[3]);
 	tg_cuda_softmax_xent_fwd(TG_F32(buffers[0]), TG_F32(lg), (int)tg_buf_ld(lg), (const int32_t *)tg_buf_ptr(t),
 	                         (int)tg_buf_cols(t), (int)tg_buf_ld(t), (int)tg_buf_rows(lg), (int)tg_buf_cols(lg),
-	                         TG_F32(buffers[3]));
+	                         (float *)(report + 1), report, bad_target_fmt);
 }
 
 static void softmax_xent_bwd_cuda(void *buffers[], void *cl_arg)
@@ -98,7 +106,8 @@ static void softmax_xent_bwd_cuda(void *buffers[], void *cl_arg)
 	void *t = buffers[3];
 	tg_cuda_softmax_xent_bwd(TG_F32(dl), (int)tg_buf_ld(dl), TG_F32(buffers[1]), TG_F32(lg), (int)tg_buf_ld(lg),
 	                         (const int32_t *)tg_buf_ptr(t), (int)tg_buf_cols(t), (int)tg_buf_ld(t),
-	                         (int)tg_buf_rows(lg), (int)tg_buf_cols(lg), args->accumulate);
+	                         (int)tg_buf_rows(lg), (int)tg_buf_cols(lg), args->accumulate,
+	                         (tg_cuda_report *)tg_buf_ptr(buffers[4]), bad_target_fmt);
 }
 #endif
 
@@ -137,7 +146,8 @@ int tg_softmax_xent(tg_tensor *loss, tg_tensor *logits, tg_tensor *targets)
 	tg_spec_add(&s, loss, TG_W);
 	tg_spec_add(&s, logits, TG_R);
 	tg_spec_add(&s, targets, TG_R);
-	s.scratch_bytes = (size_t)tg_tensor_rows(logits) * sizeof(float); /* per-row losses on GPUs */
+	/* on GPUs: the report of a bad target (16 bytes), then the per-row losses */
+	s.scratch_bytes = 16 + (size_t)tg_tensor_rows(logits) * sizeof(float);
 	return tg_submit(&s);
 }
 
@@ -158,6 +168,7 @@ static int softmax_xent_backward(const tg_node *fwd)
 	tg_spec_add(&s, dloss, TG_R);
 	tg_spec_add(&s, logits, TG_R);
 	tg_spec_add(&s, targets, TG_R);
+	s.scratch_bytes = 16; /* on GPUs: the report of a bad target */
 	return tg_submit(&s);
 }
 

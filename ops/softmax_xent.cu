@@ -60,7 +60,7 @@ static __device__ int target_at(const int32_t *targets, int tcols, int tld, int 
 }
 
 static __global__ void rowloss_kernel(float *rowloss, const float *logits, int ld, const int32_t *targets, int tcols,
-                                      int tld, int v)
+                                      int tld, int v, tg_cuda_report *report)
 {
 	__shared__ float sh[THREADS];
 	int r = blockIdx.x;
@@ -69,7 +69,12 @@ static __global__ void rowloss_kernel(float *rowloss, const float *logits, int l
 	row_stats(row, v, sh, &m, &s);
 	if (threadIdx.x == 0) {
 		int t = target_at(targets, tcols, tld, r);
-		rowloss[r] = (t >= 0 && t < v) ? m + logf(s) - row[t] : NAN;
+		if (t >= 0 && t < v) {
+			rowloss[r] = m + logf(s) - row[t];
+		} else { /* never read outside the row: report the target instead */
+			rowloss[r] = NAN;
+			tg_cuda_report_raise(report, t, r, v);
+		}
 	}
 }
 
@@ -85,7 +90,8 @@ static __global__ void mean_kernel(float *loss, const float *rowloss, int n)
 }
 
 static __global__ void bwd_kernel(float *dlogits, int ldd, const float *dloss, const float *logits, int ld,
-                                  const int32_t *targets, int tcols, int tld, int n, int v, int accumulate)
+                                  const int32_t *targets, int tcols, int tld, int n, int v, int accumulate,
+                                  tg_cuda_report *report)
 {
 	__shared__ float sh[THREADS];
 	int r = blockIdx.x;
@@ -95,6 +101,8 @@ static __global__ void bwd_kernel(float *dlogits, int ldd, const float *dloss, c
 	row_stats(row, v, sh, &m, &s);
 	int t = target_at(targets, tcols, tld, r);
 	int valid = t >= 0 && t < v;
+	if (!valid && threadIdx.x == 0)
+		tg_cuda_report_raise(report, t, r, v);
 	float scale = dloss[0] / n;
 	for (int j = threadIdx.x; j < v; j += THREADS) {
 		float g = valid ? scale * (expf(row[j] - m) / s - (j == t ? 1.0f : 0.0f)) : NAN;
@@ -103,19 +111,25 @@ static __global__ void bwd_kernel(float *dlogits, int ldd, const float *dloss, c
 }
 
 extern "C" void tg_cuda_softmax_xent_fwd(float *loss, const float *logits, int ld, const int32_t *targets, int tcols,
-                                         int tld, int n, int v, float *rowloss)
+                                         int tld, int n, int v, float *rowloss, tg_cuda_report *report,
+                                         const char *fmt)
 {
 	cudaStream_t st = starpu_cuda_get_local_stream();
-	rowloss_kernel<<<n, THREADS, 0, st>>>(rowloss, logits, ld, targets, tcols, tld, v);
+	tg_cuda_report_clear(report, st);
+	rowloss_kernel<<<n, THREADS, 0, st>>>(rowloss, logits, ld, targets, tcols, tld, v, report);
 	TG_CUDA_LAUNCH_CHECK();
+	tg_cuda_report_check(report, TG_SITE_XENT_FWD, fmt, st);
 	mean_kernel<<<1, THREADS, 0, st>>>(loss, rowloss, n);
 	TG_CUDA_LAUNCH_CHECK();
 }
 
 extern "C" void tg_cuda_softmax_xent_bwd(float *dlogits, int ldd, const float *dloss, const float *logits, int ld,
-                                         const int32_t *targets, int tcols, int tld, int n, int v, int accumulate)
+                                         const int32_t *targets, int tcols, int tld, int n, int v, int accumulate,
+                                         tg_cuda_report *report, const char *fmt)
 {
-	bwd_kernel<<<n, THREADS, 0, starpu_cuda_get_local_stream()>>>(dlogits, ldd, dloss, logits, ld, targets, tcols, tld,
-	                                                              n, v, accumulate);
+	cudaStream_t st = starpu_cuda_get_local_stream();
+	tg_cuda_report_clear(report, st);
+	bwd_kernel<<<n, THREADS, 0, st>>>(dlogits, ldd, dloss, logits, ld, targets, tcols, tld, n, v, accumulate, report);
 	TG_CUDA_LAUNCH_CHECK();
+	tg_cuda_report_check(report, TG_SITE_XENT_BWD, fmt, st);
 }

@@ -33,6 +33,37 @@ extern "C" {
 			                 cublasGetStatusString(tg_s_));                     \
 	} while (0)
 
+/* cuda_report.cu: errors that kernels find in their data (an index out of range).
+ * A kernel raises a report in device memory (tg_cuda_report_raise: the first raise wins);
+ * the launcher clears the report before the kernel (tg_cuda_report_clear) and calls
+ * tg_cuda_report_check after it, which copies the report, behind the kernel on the stream,
+ * into this worker's slot `site` of pinned host memory and, once the kernel has run, turns a
+ * raised report into a task error: tg_task_error(TG_EINVAL, fmt, a, b, c) (fmt: three ints,
+ * a static string). The task completes after that, so the error is there at the next wait.
+ * A report is 16 bytes of a task's scratch buffer. */
+typedef struct tg_cuda_report {
+	int code, a, b, c;
+} tg_cuda_report;
+#ifdef __cplusplus
+static_assert(sizeof(tg_cuda_report) == 16, "a report takes the first 16 bytes of a scratch buffer");
+#else
+_Static_assert(sizeof(tg_cuda_report) == 16, "a report takes the first 16 bytes of a scratch buffer");
+#endif
+/* the launchers that report, one site each */
+enum { TG_SITE_XENT_FWD = 0, TG_SITE_XENT_BWD = 1, TG_CUDA_REPORT_SITES = 8 };
+void tg_cuda_report_clear(tg_cuda_report *dev, cudaStream_t stream);
+void tg_cuda_report_check(const tg_cuda_report *dev, int site, const char *fmt, cudaStream_t stream);
+#ifdef __CUDACC__
+static __device__ inline void tg_cuda_report_raise(tg_cuda_report *r, int a, int b, int c)
+{
+	if (atomicCAS(&r->code, 0, 1) == 0) {
+		r->a = a;
+		r->b = b;
+		r->c = c;
+	}
+}
+#endif
+
 /* matmul.cu: C (m, n) = op(X) op(Y) + beta C, row-major with leading dimensions. */
 void tg_cuda_gemm(float *c, int ldc, const float *x, int ldx, const float *y, int ldy,
                   int m, int n, int k, int trans_x, int trans_y, float beta);
@@ -50,11 +81,12 @@ void tg_cuda_relu_bwd(float *dx, int lddx, const float *dout, int lddo, const fl
                       int rows, int cols, int accumulate);
 
 /* softmax_xent.cu: targets is a (., tcols) matrix with rows tld apart; rowloss is a scratch
- * buffer of n floats. */
+ * buffer of n floats; a target outside [0, v) is reported (fmt) through report. */
 void tg_cuda_softmax_xent_fwd(float *loss, const float *logits, int ld, const int32_t *targets, int tcols,
-                              int tld, int n, int v, float *rowloss);
+                              int tld, int n, int v, float *rowloss, tg_cuda_report *report, const char *fmt);
 void tg_cuda_softmax_xent_bwd(float *dlogits, int ldd, const float *dloss, const float *logits, int ld,
-                              const int32_t *targets, int tcols, int tld, int n, int v, int accumulate);
+                              const int32_t *targets, int tcols, int tld, int n, int v, int accumulate,
+                              tg_cuda_report *report, const char *fmt);
 
 /* sgd.cu */
 void tg_cuda_sgd(float *param, int ldp, const float *grad, int ldg, float *velocity, int ldv, int rows,

@@ -109,6 +109,9 @@ int tg_backward_from(tg_tensor *loss, tg_tensor *dout)
 {
 	TG_TRY(tg_require_init("tg_backward"));
 	TG_CHECK(loss, TG_EINVAL, "tg_backward: output is NULL");
+	TG_TRY(tg_tensor_check_usable(loss, "tg_backward"));
+	if (dout)
+		TG_TRY(tg_tensor_check_usable(dout, "tg_backward"));
 	tg_graph *g = tg_rt.graph;
 	int start = -1;
 	if (loss->graph_serial == g->serial) {

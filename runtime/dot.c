@@ -19,13 +19,23 @@ static const char *kind_name[TG_KIND_COUNT] = {
 };
 static const char *phase_name[] = {"forward", "backward", "optimizer"};
 
-/* A DOT string body: quotes and backslashes escaped. */
+/* A DOT string body: quotes and backslashes escaped, a newline as DOT's \n, other control
+ * characters as '?' (names come from users: a name must never end the string early or
+ * inject attributes). */
 static void put_escaped(FILE *f, const char *s)
 {
 	for (; s && *s; s++) {
-		if (*s == '"' || *s == '\\')
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\') {
 			fputc('\\', f);
-		fputc(*s, f);
+			fputc(c, f);
+		} else if (c == '\n') {
+			fputs("\\n", f);
+		} else if (c < 0x20 || c == 0x7f) {
+			fputc('?', f);
+		} else {
+			fputc(c, f);
+		}
 	}
 }
 

@@ -3,6 +3,7 @@
  * after the reads since, commuting accumulations as one group). */
 #include "tg_internal.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@ static int grow(void *arr, int *cap, int need, size_t elem)
 {
 	if (need <= *cap)
 		return 0;
+	TG_CHECK(need > 0 && need <= INT_MAX / 2, TG_ENOMEM, "the graph is too large (%d entries)", need);
 	int ncap = *cap ? *cap : 4;
 	while (ncap < need)
 		ncap *= 2;
@@ -126,9 +128,8 @@ static int add_preds(tg_graph *g, tg_node *n, const int *preds, int npreds)
 }
 
 /* The dependency rules of StarPU's sequential consistency, applied to one access. */
-static int track(tg_graph *g, tg_gtensor *gt, tg_node *n, unsigned mode)
+static int track(tg_graph *g, tg_gtensor *gt, tg_node *n, unsigned mode, int commute)
 {
-	int commute = mode == TG_ACC && !tg_rt.cfg.deterministic;
 	if (mode == TG_R) {
 		TG_TRY(add_preds(g, n, gt->writers, gt->nwriters));
 		if (gt->nreaders == 0 || gt->readers[gt->nreaders - 1] != n->id)
@@ -187,11 +188,15 @@ int tg_graph_record(tg_node **out, const tg_task_spec *s)
 		tg_tensor *t = s->t[i];
 		TG_TRY(tensor_slot(g, t, &n->opd[i].slot));
 		n->opd[i].mode = s->mode[i];
+		/* The one place where an access is decided to commute: StarPU gets the same
+		 * (tg_submit) as the tape's edges. In deterministic mode accumulations keep their
+		 * submission order. */
+		n->opd[i].commute = s->mode[i] == TG_ACC && !tg_rt.cfg.deterministic;
 		if (s->mode[i] & TG_W)
 			t->version++;
 		n->opd[i].version = t->version;
 		n->bytes += t->nbytes;
-		TG_TRY(track(g, &g->tensors[n->opd[i].slot], n, s->mode[i]));
+		TG_TRY(track(g, &g->tensors[n->opd[i].slot], n, s->mode[i], n->opd[i].commute));
 	}
 	*out = n;
 	return 0;
@@ -273,6 +278,29 @@ int tg_graph_pred(const tg_graph *g, int i, int j)
 	TG_CHECK(g && i >= 0 && i < g->nnodes, TG_EINVAL, "tg_graph_pred: node %d out of range", i);
 	TG_CHECK(j >= 0 && j < g->nodes[i]->npred, TG_EINVAL, "tg_graph_pred: node %d has no predecessor %d", i, j);
 	return g->nodes[i]->preds[j];
+}
+
+int tg_graph_num_operands(const tg_graph *g, int i)
+{
+	TG_CHECK(g && i >= 0 && i < g->nnodes, TG_EINVAL, "tg_graph_num_operands: node %d out of range", i);
+	return g->nodes[i]->n;
+}
+
+int tg_graph_operand(const tg_graph *g, int i, int j, tg_graph_operand_info *info)
+{
+	TG_CHECK(g && info, TG_EINVAL, "tg_graph_operand: NULL argument");
+	TG_CHECK(i >= 0 && i < g->nnodes, TG_EINVAL, "tg_graph_operand: node %d out of range (0..%d)", i, g->nnodes - 1);
+	const tg_node *n = g->nodes[i];
+	TG_CHECK(j >= 0 && j < n->n, TG_EINVAL, "tg_graph_operand: node %d has no operand %d", i, j);
+	const tg_gtensor *t = &g->tensors[n->opd[j].slot];
+	info->tensor = t->name;
+	info->tensor_id = t->id;
+	info->mode = n->opd[j].mode;
+	info->commute = n->opd[j].commute;
+	info->version = n->opd[j].version;
+	info->rank = t->rank;
+	info->shape = t->shape;
+	return 0;
 }
 
 tg_tensor *tg_node_tensor(const tg_node *n, int i)

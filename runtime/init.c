@@ -18,6 +18,7 @@ void tg_config_default(tg_config *cfg)
 	cfg->seed = 1;
 	cfg->deterministic = 1;
 	cfg->profiling = 0;
+	cfg->verbose = 0;
 }
 
 int tg_is_initialized(void)
@@ -56,6 +57,28 @@ int tg_sched_policy_names(char *buf, size_t size)
 	return 0;
 }
 
+/* Policies that a StarPU version lists but cannot run. Each was reproduced with StarPU alone
+ * (a chain of tasks with a history-based performance model), not only through taskgrad. */
+static const struct {
+	const char *name;
+	int major, minor;
+	const char *why;
+} broken_policies[] = {
+	{"modular-heteroprio-heft", 1, 3,
+	 "never runs a task that has a history-based performance model when there are two or more "
+	 "workers in StarPU 1.3 (the run hangs; fixed in StarPU 1.4)"},
+};
+
+static int broken_policy(const char *name)
+{
+	for (size_t i = 0; i < sizeof broken_policies / sizeof broken_policies[0]; i++)
+		if (strcmp(name, broken_policies[i].name) == 0 && STARPU_MAJOR_VERSION == broken_policies[i].major &&
+		    STARPU_MINOR_VERSION == broken_policies[i].minor)
+			return tg_error(TG_ENOTSUP, "scheduling policy '%s' %s; choose another policy", name,
+			                broken_policies[i].why);
+	return 0;
+}
+
 static int unknown_policy(const char *name, const char *where)
 {
 	char names[2048];
@@ -64,19 +87,42 @@ static int unknown_policy(const char *name, const char *where)
 	return tg_error(TG_EINVAL, "unknown scheduling policy '%s'%s; StarPU's policies are: %s", name, where, names);
 }
 
-/* A worker count in the environment that StarPU would use over the configured one. */
-static int env_count(const char *var, int configured, const char *what)
+/* The worker count StarPU will be asked for, from the configuration (cfg >= 0) or from the
+ * environment: *want is -1 when neither says, and *source names where it came from. A
+ * configured count that the environment contradicts is an error (StarPU would silently take
+ * the environment's). */
+static int worker_request(int configured, const char *var, const char *alt_var, const char *what, int *want,
+                          char *source, size_t source_size)
 {
-	const char *env = getenv(var);
-	if (!env || !*env || configured < 0)
-		return 0;
-	char *end;
-	long v = strtol(env, &end, 10);
-	TG_CHECK(*end == '\0' && v == configured, TG_EINVAL,
-	         "%s=%s in the environment conflicts with the configured %d %s workers "
-	         "(StarPU would silently use the environment); unset %s or configure %s",
+	long env = -1, alt = -1;
+	TG_TRY(tg_env_whole_number(var, &env));
+	if (alt_var)
+		TG_TRY(tg_env_whole_number(alt_var, &alt));
+	TG_CHECK(env < 0 || alt < 0 || env == alt, TG_EINVAL,
+	         "%s=%ld and %s=%ld in the environment disagree (StarPU would silently use %s); unset one", var, env,
+	         alt_var, alt, var);
+	if (env < 0) {
+		env = alt;
+		var = alt_var;
+	}
+	TG_CHECK(configured < 0 || env < 0 || env == configured, TG_EINVAL,
+	         "%s=%ld in the environment conflicts with the configured %d %s workers "
+	         "(StarPU would silently use the environment); unset %s or configure %ld",
 	         var, env, configured, what, var, env);
+	*want = configured >= 0 ? configured : (int)env;
+	if (configured >= 0)
+		snprintf(source, source_size, "asked for %d %s workers", configured, what);
+	else
+		snprintf(source, source_size, "%s=%ld asks for %ld %s workers", var, env, env, what);
 	return 0;
+}
+
+/* Stop StarPU and give back what tg_init changed around it. */
+static void stop_starpu(void)
+{
+	starpu_shutdown();
+	tg_signals_restore();
+	tg_env_restore();
 }
 
 int tg_init(const tg_config *user_cfg)
@@ -89,6 +135,9 @@ int tg_init(const tg_config *user_cfg)
 		tg_config_default(&cfg);
 	TG_CHECK(cfg.ncpu >= -1, TG_EINVAL, "number of CPU workers must be >= 0 (or -1 for StarPU's default), got %d", cfg.ncpu);
 	TG_CHECK(cfg.ncuda >= -1, TG_EINVAL, "number of CUDA workers must be >= 0 (or -1 for StarPU's default), got %d", cfg.ncuda);
+
+	/* StarPU aborts the process on a malformed number in its variables: refuse them first. */
+	TG_TRY(tg_env_check_starpu_vars());
 
 	/* The policy: the configuration, else STARPU_SCHED, else lws. StarPU lets STARPU_SCHED
 	 * override the configured name and runs lws for an unknown one, so both are settled here. */
@@ -104,9 +153,29 @@ int tg_init(const tg_config *user_cfg)
 	         "(StarPU would silently run '%s'); unset STARPU_SCHED or ask for '%s'",
 	         cfg.sched, env, env, env);
 	const char *policy = cfg.sched ? cfg.sched : env ? env : "lws";
-	TG_TRY(env_count("STARPU_NCPU", cfg.ncpu, "CPU"));
-	TG_TRY(env_count("STARPU_NCPUS", cfg.ncpu, "CPU"));
-	TG_TRY(env_count("STARPU_NCUDA", cfg.ncuda, "CUDA"));
+	TG_TRY(broken_policy(policy));
+
+	/* Worker counts: one rule for the configuration and the environment. A CPU worker is a
+	 * thread bound to a core; StarPU would bind two workers to one core (and only warn), which
+	 * makes every measurement a lie, so more CPU workers than cores is refused. */
+	int want_cpu, want_cuda;
+	char cpu_source[128], cuda_source[128];
+	TG_TRY(worker_request(cfg.ncpu, "STARPU_NCPU", "STARPU_NCPUS", "CPU", &want_cpu, cpu_source, sizeof cpu_source));
+	TG_TRY(worker_request(cfg.ncuda, "STARPU_NCUDA", NULL, "CUDA", &want_cuda, cuda_source, sizeof cuda_source));
+	int max_cpu = tg_env_max_cpu_workers();
+	if (want_cpu > max_cpu) {
+		if (max_cpu < tg_machine_cores())
+			return tg_error(TG_EINVAL, "%s, but this StarPU was built for at most %d CPU workers (STARPU_MAXCPUS)",
+			                cpu_source, STARPU_MAXCPUS);
+		return tg_error(TG_EINVAL, "%s, but this machine has only %d CPU cores (one worker per core: more would "
+		                "share cores and distort every timing); ask for at most %d", cpu_source, tg_machine_cores(),
+		                max_cpu);
+	}
+
+	/* Where the performance models go, and StarPU's messages. */
+	tg_runtime_info info;
+	memset(&info, 0, sizeof info);
+	TG_TRY(tg_env_setup(&cfg, &info));
 
 	/* OpenBLAS runs single-threaded inside tasks: parallelism comes from the workers. */
 	openblas_set_num_threads(1);
@@ -114,45 +183,62 @@ int tg_init(const tg_config *user_cfg)
 	struct starpu_conf conf;
 	starpu_conf_init(&conf);
 	conf.sched_policy_name = policy;
-	conf.ncpus = cfg.ncpu;
-	conf.ncuda = cfg.ncuda;
+	conf.ncpus = want_cpu;
+	conf.ncuda = want_cuda;
 	conf.nopencl = 0;
+	/* StarPU's handlers only dump FxT traces (not in this build) and, never removed, call
+	 * themselves forever after a second starpu_init: keep them out unless the user asks. */
+	if (!getenv("STARPU_CATCH_SIGNALS"))
+		conf.catch_signals = 0;
+	tg_signals_save();
 	int rc = starpu_init(&conf);
-	if (rc == -ENODEV)
-		return tg_error(TG_ENODEV, "StarPU found no worker to start (ncpu=%d, ncuda=%d)", cfg.ncpu, cfg.ncuda);
-	TG_CHECK(rc == 0, TG_ESTARPU, "starpu_init failed: %s", strerror(-rc));
+	if (rc != 0) {
+		tg_signals_restore();
+		tg_env_restore();
+		TG_CHECK(rc != -ENODEV, TG_ENODEV, "StarPU found no worker to start (%d CPU, %d CUDA asked for)", want_cpu,
+		         want_cuda);
+		return tg_error(TG_ESTARPU, "starpu_init failed: %s", strerror(-rc));
+	}
+	tg_signals_started();
 
-	/* StarPU clamps worker counts it cannot honour (cores, STARPU_MAXCPUS, GPUs): say so. */
+	/* StarPU clamps worker counts it cannot honour (GPUs, its build limits): say so. */
 	int got_cpu = (int)starpu_worker_get_count_by_type(STARPU_CPU_WORKER), got_cuda = 0;
 #ifdef STARPU_USE_CUDA
 	got_cuda = (int)starpu_worker_get_count_by_type(STARPU_CUDA_WORKER);
 #endif
-	if ((cfg.ncpu >= 0 && got_cpu != cfg.ncpu) || (cfg.ncuda >= 0 && got_cuda != cfg.ncuda)) {
-		int want = cfg.ncpu >= 0 && got_cpu != cfg.ncpu ? cfg.ncpu : cfg.ncuda;
-		int got = cfg.ncpu >= 0 && got_cpu != cfg.ncpu ? got_cpu : got_cuda;
-		const char *kind = cfg.ncpu >= 0 && got_cpu != cfg.ncpu ? "CPU" : "CUDA";
-		starpu_shutdown();
-		return tg_error(TG_EINVAL, "asked for %d %s workers but StarPU can start only %d on this machine", want, kind,
-		                got);
+	if (want_cpu >= 0 && got_cpu != want_cpu) {
+		stop_starpu();
+		return tg_error(TG_EINVAL, "%s but StarPU can start only %d on this machine", cpu_source, got_cpu);
+	}
+	if (want_cuda >= 0 && got_cuda != want_cuda) {
+		stop_starpu();
+		return tg_error(TG_EINVAL, "%s but StarPU can start only %d on this machine", cuda_source, got_cuda);
 	}
 
 	struct starpu_sched_policy *running = starpu_sched_ctx_get_sched_policy(0);
 	const char *running_name = running && running->policy_name ? running->policy_name : "?";
-	/* heft is dmda under another name in StarPU; anything else must be what we asked for. */
-	if (strcmp(running_name, policy) != 0 && !(strcmp(policy, "heft") == 0 && strcmp(running_name, "dmda") == 0)) {
-		starpu_shutdown();
+	if (strcmp(running_name, policy) != 0) {
+		stop_starpu();
 		return tg_error(TG_ESTARPU, "asked StarPU for policy '%s' but it runs '%s'", policy, running_name);
 	}
 
-	memset(&tg_rt.info, 0, sizeof tg_rt.info);
-	snprintf(tg_rt.info.sched, sizeof tg_rt.info.sched, "%s", policy);
-	tg_rt.info.ncpu = got_cpu;
-	tg_rt.info.ncuda = got_cuda;
-	tg_rt.info.deterministic = cfg.deterministic ? 1 : 0;
-	snprintf(tg_rt.info.starpu_version, sizeof tg_rt.info.starpu_version, "%d.%d.%d",
-	         STARPU_MAJOR_VERSION, STARPU_MINOR_VERSION, STARPU_RELEASE_VERSION);
+	snprintf(info.sched, sizeof info.sched, "%s", policy);
+	info.ncpu = got_cpu;
+	info.ncuda = got_cuda;
+	info.max_cpu_workers = max_cpu;
+	info.deterministic = cfg.deterministic ? 1 : 0;
+	snprintf(info.starpu_version, sizeof info.starpu_version, "%d.%d.%d", STARPU_MAJOR_VERSION,
+	         STARPU_MINOR_VERSION, STARPU_RELEASE_VERSION);
 #ifdef TG_USE_CUDA
-	tg_rt.info.cuda_compiled = 1;
+	info.cuda_compiled = 1;
+#endif
+	tg_rt.graph = tg_graph_new_internal(++tg_rt.graph_serial);
+	if (!tg_rt.graph) {
+		stop_starpu();
+		return tg_error(TG_ENOMEM, "out of memory");
+	}
+	tg_rt.info = info;
+#ifdef TG_USE_CUDA
 	if (tg_rt.info.ncuda > 0)
 		starpu_cublas_init();
 #endif
@@ -166,11 +252,6 @@ int tg_init(const tg_config *user_cfg)
 	tg_rt.fwd_node = -1;
 	free(tg_rt.layer); /* a tag set before tg_init does not carry over */
 	tg_rt.layer = NULL;
-	tg_rt.graph = tg_graph_new_internal(++tg_rt.graph_serial);
-	if (!tg_rt.graph) {
-		starpu_shutdown();
-		return tg_error(TG_ENOMEM, "out of memory");
-	}
 	tg_rt.initialized = true;
 	tg_async_error_take();
 	tg_clear_error();
@@ -192,7 +273,7 @@ int tg_shutdown(void)
 	if (tg_rt.info.ncuda > 0)
 		starpu_cublas_shutdown();
 #endif
-	starpu_shutdown();
+	stop_starpu();
 	tg_rt.initialized = false;
 	if (rc < 0)
 		return rc;

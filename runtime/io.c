@@ -1,45 +1,171 @@
-/* io.c — files are written whole or not at all. */
+/* io.c — output files are written whole or not at all, and only over regular files.
+ *
+ * A file is written to a temporary file in the same folder, flushed, fsynced and renamed over
+ * its name (then the folder is fsynced), so a failure or a crash leaves the previous file as
+ * it was. Renaming replaces whatever has the name, so the name is checked first: a FIFO, a
+ * device (taskgrad ... --graph /dev/null, as root), a folder or a dangling link is refused,
+ * and a symbolic link is followed to the regular file it names (the link stays a link). */
 #include "tg_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-int tg_write_file_atomic(const char *path, int (*write)(FILE *f, void *ctx), void *ctx)
+static const char *file_kind(mode_t m)
 {
-	TG_CHECK(path && *path, TG_EINVAL, "no output path given");
+	return S_ISDIR(m) ? "a folder" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device"
+	       : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
+/* The file that writing path replaces (path, or the regular file its link names), its folder,
+ * and the permission bits to give the new file (the old file's, or 0666 less the umask). */
+typedef struct output_target {
+	char *file;
+	char *dir;
+	mode_t perm;
+} output_target;
+
+static void target_free(output_target *t)
+{
+	free(t->file);
+	free(t->dir);
+	t->file = t->dir = NULL;
+}
+
+static int resolve_target(const char *path, output_target *t)
+{
+	memset(t, 0, sizeof *t);
+	TG_CHECK(path && *path, TG_EINVAL, "no output file name given");
 	size_t len = strlen(path);
-	char *tmp = malloc(len + 16);
-	TG_CHECK(tmp, TG_ENOMEM, "out of memory");
-	snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
-	int fd = mkstemp(tmp);
-	if (fd < 0) {
-		int e = errno;
-		free(tmp);
-		return tg_error(TG_EIO, "cannot write '%s': %s", path, strerror(e));
-	}
-	/* mkstemp makes the file private; give it the permissions a plain fopen would. */
+	TG_CHECK(path[len - 1] != '/', TG_EINVAL, "cannot write '%s': the name ends in '/' (a folder, not a file)", path);
 	mode_t mask = umask(0);
 	umask(mask);
-	(void)fchmod(fd, 0666 & ~mask);
+	t->perm = 0666 & ~mask;
+	struct stat st;
+	if (lstat(path, &st) != 0) {
+		TG_CHECK(errno == ENOENT, TG_EIO, "cannot write '%s': %s", path, strerror(errno));
+		t->file = strdup(path);
+	} else if (S_ISLNK(st.st_mode)) {
+		char *real = realpath(path, NULL);
+		TG_CHECK(real, TG_EIO, "cannot write '%s': it is a symbolic link to nothing usable (%s)", path, strerror(errno));
+		if (stat(real, &st) != 0 || !S_ISREG(st.st_mode)) {
+			int code = tg_error(TG_EIO, "will not write '%s': it is a symbolic link to '%s', which is %s; outputs "
+			                    "replace regular files only", path, real, file_kind(st.st_mode));
+			free(real);
+			return code;
+		}
+		t->file = real;
+		t->perm = st.st_mode & 07777;
+	} else {
+		TG_CHECK(S_ISREG(st.st_mode), TG_EIO,
+		         "will not write '%s': it is %s, and outputs replace regular files only", path, file_kind(st.st_mode));
+		t->file = strdup(path);
+		t->perm = st.st_mode & 07777;
+	}
+	TG_CHECK(t->file, TG_ENOMEM, "out of memory");
+	const char *slash = strrchr(t->file, '/');
+	t->dir = slash == t->file ? strdup("/") : slash ? strndup(t->file, (size_t)(slash - t->file)) : strdup(".");
+	if (!t->dir) {
+		target_free(t);
+		return tg_error(TG_ENOMEM, "out of memory");
+	}
+	int rc = 0;
+	if (stat(t->dir, &st) != 0)
+		rc = tg_error(TG_EIO, "cannot write '%s': folder '%s' %s", path, t->dir,
+		              errno == ENOENT ? "does not exist" : strerror(errno));
+	else if (!S_ISDIR(st.st_mode))
+		rc = tg_error(TG_EIO, "cannot write '%s': '%s' is not a folder", path, t->dir);
+	else if (access(t->dir, W_OK | X_OK) != 0)
+		rc = tg_error(TG_EIO, "cannot write '%s': folder '%s' is not writable (%s)", path, t->dir, strerror(errno));
+	if (rc < 0)
+		target_free(t);
+	return rc;
+}
+
+/* A new temporary file in t's folder; its name goes to *tmp (malloc'd). */
+static int open_temp(const char *path, const output_target *t, char **tmp)
+{
+	size_t n = strlen(t->dir) + 32;
+	*tmp = malloc(n);
+	TG_CHECK(*tmp, TG_ENOMEM, "out of memory");
+	snprintf(*tmp, n, "%s/.taskgrad-XXXXXX.tmp", t->dir);
+	int fd = mkstemps(*tmp, 4);
+	if (fd < 0) {
+		int e = errno;
+		free(*tmp);
+		*tmp = NULL;
+		return tg_error(TG_EIO, "cannot write '%s': cannot create a file in '%s': %s", path, t->dir, strerror(e));
+	}
+	return fd;
+}
+
+int tg_file_check_writable(const char *path)
+{
+	output_target t;
+	TG_TRY(resolve_target(path, &t));
+	char *tmp;
+	int fd = open_temp(path, &t, &tmp);
+	if (fd >= 0) {
+		close(fd);
+		unlink(tmp);
+		free(tmp);
+	}
+	target_free(&t);
+	return fd < 0 ? fd : 0;
+}
+
+/* The folder's entry for the renamed file reaches the disk too. */
+static void sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY);
+	if (fd >= 0) {
+		(void)fsync(fd);
+		close(fd);
+	}
+}
+
+int tg_write_file_atomic(const char *path, int (*write)(FILE *f, void *ctx), void *ctx)
+{
+	output_target t;
+	TG_TRY(resolve_target(path, &t));
+	char *tmp;
+	int fd = open_temp(path, &t, &tmp);
+	if (fd < 0) {
+		target_free(&t);
+		return fd;
+	}
+	int rc = 0;
+	(void)fchmod(fd, t.perm);
 	FILE *f = fdopen(fd, "w");
-	int rc;
 	if (!f) {
 		rc = tg_error(TG_EIO, "cannot write '%s': %s", path, strerror(errno));
 		close(fd);
 	} else {
 		rc = write(f, ctx);
-		if (rc == 0 && (fflush(f) != 0 || ferror(f) || fsync(fd) != 0))
-			rc = tg_error(TG_EIO, "cannot write '%s': %s", path, strerror(errno));
+		if (rc < 0) {
+			/* the writer's own message stands, with the file it was for */
+			char msg[900];
+			snprintf(msg, sizeof msg, "%s", tg_last_error());
+			rc = tg_error(rc, "cannot write '%s': %s", path, msg);
+		} else if (fflush(f) != 0 || ferror(f)) {
+			rc = tg_error(TG_EIO, "cannot write '%s': %s", path, strerror(errno ? errno : EIO));
+		} else if (fsync(fd) != 0) {
+			rc = tg_error(TG_EIO, "cannot write '%s': fsync failed: %s", path, strerror(errno));
+		}
 		if (fclose(f) != 0 && rc == 0)
-			rc = tg_error(TG_EIO, "cannot write '%s': %s", path, strerror(errno));
+			rc = tg_error(TG_EIO, "cannot write '%s': closing it failed: %s", path, strerror(errno));
 	}
-	if (rc == 0 && rename(tmp, path) != 0)
+	if (rc == 0 && rename(tmp, t.file) != 0)
 		rc = tg_error(TG_EIO, "cannot write '%s': %s", path, strerror(errno));
 	if (rc < 0)
 		unlink(tmp);
+	else
+		sync_dir(t.dir);
 	free(tmp);
+	target_free(&t);
 	return rc;
 }

@@ -59,7 +59,7 @@ void tg_fill_host_f32(float *dst, int64_t n, const tg_fill *f)
 			dst[i] = f->a;
 		break;
 	case TG_FILL_UNIFORM: {
-		uint32_t w[4];
+		uint32_t w[4] = {0, 0, 0, 0};
 		for (int64_t i = 0; i < n; i++) {
 			if (i % 4 == 0)
 				block_words(f, (uint64_t)i / 4, w);
@@ -72,7 +72,7 @@ void tg_fill_host_f32(float *dst, int64_t n, const tg_fill *f)
 	}
 	case TG_FILL_NORMAL: {
 		/* Box-Muller: block i/2 gives the pair (cos, sin) of elements 2k and 2k+1. */
-		uint32_t w[4];
+		uint32_t w[4] = {0, 0, 0, 0};
 		for (int64_t i = 0; i < n; i++) {
 			if (i % 2 == 0)
 				block_words(f, (uint64_t)i / 2, w);

@@ -7,14 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static enum starpu_data_access_mode starpu_mode(unsigned mode)
+/* The StarPU mode of a recorded operand (whether it commutes was decided by the tape). */
+static enum starpu_data_access_mode starpu_mode(const tg_operand *o)
 {
-	switch (mode) {
+	switch (o->mode) {
 	case TG_R: return STARPU_R;
 	case TG_W: return STARPU_W;
 	case TG_RW: return STARPU_RW;
-	default: /* TG_ACC: in deterministic mode accumulations keep their submission order */
-		return tg_rt.cfg.deterministic ? STARPU_RW : (enum starpu_data_access_mode)(STARPU_RW | STARPU_COMMUTE);
+	default: /* TG_ACC */
+		return o->commute ? (enum starpu_data_access_mode)(STARPU_RW | STARPU_COMMUTE) : STARPU_RW;
 	}
 }
 
@@ -128,7 +129,7 @@ int tg_submit(const tg_task_spec *s)
 	int nb = 0;
 	for (int i = 0; i < s->n; i++, nb++) {
 		STARPU_TASK_SET_HANDLE(task, s->t[i]->handle, nb);
-		STARPU_TASK_SET_MODE(task, starpu_mode(s->mode[i]), nb);
+		STARPU_TASK_SET_MODE(task, starpu_mode(&node->opd[i]), nb);
 	}
 	if (s->scratch_bytes) {
 		STARPU_TASK_SET_HANDLE(task, scratch_handle(s->scratch_bytes), nb);

@@ -46,6 +46,13 @@
 extern "C" {
 #endif
 
+/* TG_API marks what the library exports; everything else in it is hidden. */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define TG_API __attribute__((visibility("default")))
+#else
+#define TG_API
+#endif
+
 #define TG_VERSION_MAJOR 0
 #define TG_VERSION_MINOR 1
 #define TG_VERSION_PATCH 0
@@ -70,15 +77,15 @@ enum {
 };
 
 /* The message of the last error of the calling thread ("" if none). */
-const char *tg_last_error(void);
+TG_API const char *tg_last_error(void);
 /* A short name of an error code ("invalid argument", ...). */
-const char *tg_strerror(int code);
+TG_API const char *tg_strerror(int code);
 /* Clear the calling thread's last error. */
-void tg_clear_error(void);
+TG_API void tg_clear_error(void);
 /* "file:line" where the last error was raised (for debugging; "" if none). */
-const char *tg_last_error_where(void);
+TG_API const char *tg_last_error_where(void);
 /* Set the calling thread's last error and return code (for users' own ops and checks). */
-int tg_set_error_at(const char *file, int line, int code, const char *fmt, ...)
+TG_API int tg_set_error_at(const char *file, int line, int code, const char *fmt, ...)
 #if defined(__GNUC__)
 	__attribute__((format(printf, 4, 5)))
 #endif
@@ -86,7 +93,7 @@ int tg_set_error_at(const char *file, int line, int code, const char *fmt, ...)
 #define tg_set_error(code, ...) tg_set_error_at(__FILE__, __LINE__, (code), __VA_ARGS__)
 /* Report an error from inside a task (a codelet cannot return one): the first such error is
  * kept and returned by the next tg_wait_all or tg_tensor_to_host. Thread-safe. */
-void tg_task_error_at(const char *file, int line, int code, const char *fmt, ...)
+TG_API void tg_task_error_at(const char *file, int line, int code, const char *fmt, ...)
 #if defined(__GNUC__)
 	__attribute__((format(printf, 4, 5)))
 #endif
@@ -111,18 +118,36 @@ typedef struct tg_config {
 	                    * accumulations keep their order, and with CUDA workers each op runs
 	                    * where it has a CUDA implementation (else on CPUs), never both */
 	int profiling;     /* 1: enable StarPU's task profiling */
+	int verbose;       /* 1: let StarPU print its messages (calibration, warnings) on stderr;
+	                    * 0: StarPU is silenced unless STARPU_SILENT is set in the environment */
 } tg_config;
 
 /* Fill *cfg with the defaults: sched NULL, ncpu -1, ncuda -1, seed 1, deterministic 1,
- * profiling 0. */
-void tg_config_default(tg_config *cfg);
+ * profiling 0, verbose 0. */
+TG_API void tg_config_default(tg_config *cfg);
 
 /* Start StarPU with cfg (NULL: defaults). OpenBLAS is set single-threaded first: parallelism
- * comes from StarPU workers. tg_init/tg_shutdown may be repeated in one process. */
-int tg_init(const tg_config *cfg);
+ * comes from StarPU workers. tg_init/tg_shutdown may be repeated in one process.
+ *
+ * Before StarPU starts, tg_init
+ *   - refuses a StarPU variable of the environment that StarPU would abort on (a number
+ *     variable such as STARPU_NCPU holding a non-number or a negative value);
+ *   - refuses more CPU workers than this machine has cores (from cfg or STARPU_NCPU alike:
+ *     StarPU would bind two workers to one core), and more than StarPU was built for;
+ *   - places StarPU's performance models and bus calibration: $STARPU_PERF_MODEL_DIR, else
+ *     $STARPU_HOME/.starpu/sampling if set (an error if it cannot be written), else
+ *     $XDG_CACHE_HOME/taskgrad/starpu-X.Y or ~/.cache/taskgrad/starpu-X.Y, else a temporary
+ *     directory (tg_runtime_info says so);
+ *   - silences StarPU's messages unless cfg->verbose or STARPU_SILENT is set;
+ *   - keeps StarPU's signal handlers out (unless STARPU_CATCH_SIGNALS is set) and restores
+ *     the process's signal dispositions at tg_shutdown, so that a crash or a Ctrl-C ends the
+ *     process however many times the runtime was started.
+ * It sets STARPU_PERF_MODEL_DIR and STARPU_SILENT in the environment while the runtime runs
+ * and restores them at tg_shutdown; call it from one thread, as any setenv. */
+TG_API int tg_init(const tg_config *cfg);
 /* Wait for every submitted task, then stop StarPU. Tensors must have been freed. */
-int tg_shutdown(void);
-int tg_is_initialized(void);
+TG_API int tg_shutdown(void);
+TG_API int tg_is_initialized(void);
 
 /* What really runs after tg_init. */
 typedef struct tg_runtime_info {
@@ -131,22 +156,25 @@ typedef struct tg_runtime_info {
 	int deterministic;
 	char starpu_version[32];
 	int cuda_compiled;   /* 1 if this library has its CUDA kernels compiled in */
+	int max_cpu_workers; /* the most CPU workers this machine takes (cores, StarPU's limit) */
+	char perfmodel_dir[256];     /* where StarPU keeps its performance models */
+	int perfmodel_dir_temporary; /* 1: no cache directory was writable; a temporary one is used */
 } tg_runtime_info;
-int tg_runtime_get_info(tg_runtime_info *info);
+TG_API int tg_runtime_get_info(tg_runtime_info *info);
 
 /* Writes the names of StarPU's predefined scheduling policies, separated by ", ", into buf. */
-int tg_sched_policy_names(char *buf, size_t size);
+TG_API int tg_sched_policy_names(char *buf, size_t size);
 /* 1 if name is one of StarPU's predefined scheduling policies. */
-int tg_sched_policy_valid(const char *name);
+TG_API int tg_sched_policy_valid(const char *name);
 
 /* Wait until every submitted task has run. Returns the first error a task reported
  * (TG_ECUDA, ...) since the last tg_wait_all, or 0. */
-int tg_wait_all(void);
+TG_API int tg_wait_all(void);
 
 /* Restrict where tasks submitted from now on may run (OR of TG_BACKEND_*); 0 = anywhere. */
 enum { TG_BACKEND_ANY = 0, TG_BACKEND_CPU = 1, TG_BACKEND_CUDA = 2 };
-int tg_set_backend(unsigned backends);
-unsigned tg_get_backend(void);
+TG_API int tg_set_backend(unsigned backends);
+TG_API unsigned tg_get_backend(void);
 
 /* ------------------------------------------------------------------------------------ */
 /* Tensors                                                                              */
@@ -178,16 +206,16 @@ typedef struct tg_fill {
 } tg_fill;
 
 /* The same fills on host memory (dst holds n floats). */
-int tg_fill_host(float *dst, int64_t n, const tg_fill *fill);
+TG_API int tg_fill_host(float *dst, int64_t n, const tg_fill *fill);
 
 /* A new tensor of rank 1..4; its contents are undefined until written. Every dimension must
  * be >= 1 and the sizes must fit StarPU's 32-bit matrix sizes. name is copied (may be NULL). */
-int tg_tensor_new(tg_tensor **out, const char *name, tg_dtype dtype, int rank, const int64_t *shape);
-/* A new tensor holding a copy of data (numel elements of dtype). */
-int tg_tensor_new_from_host(tg_tensor **out, const char *name, tg_dtype dtype, int rank,
-                            const int64_t *shape, const void *data);
+TG_API int tg_tensor_new(tg_tensor **out, const char *name, tg_dtype dtype, int rank, const int64_t *shape);
+/* A new tensor holding a copy of data; size (bytes) must be exactly numel * 4. */
+TG_API int tg_tensor_new_from_host(tg_tensor **out, const char *name, tg_dtype dtype, int rank,
+                                   const int64_t *shape, const void *data, size_t size);
 /* A new tensor filled as fill says (TG_I32 tensors take zeros and constants only). */
-int tg_tensor_new_filled(tg_tensor **out, const char *name, tg_dtype dtype, int rank,
+TG_API int tg_tensor_new_filled(tg_tensor **out, const char *name, tg_dtype dtype, int rank,
                          const int64_t *shape, const tg_fill *fill);
 /* A view of part of a tensor, without a copy. The view has the logical shape (rank, shape),
  * seen as a matrix (rows, cols), and sits at row row0 and column col0 of the parent seen as
@@ -195,52 +223,59 @@ int tg_tensor_new_filled(tg_tensor **out, const char *name, tg_dtype dtype, int 
  * parent's). While the view exists the parent cannot be used; tg_tensor_free(view) gives the
  * parent back, holding what was written through the view. One view per parent at a time;
  * freeing the parent frees its view. */
-int tg_tensor_view(tg_tensor **out, tg_tensor *parent, const char *name, int rank, const int64_t *shape,
+TG_API int tg_tensor_view(tg_tensor **out, tg_tensor *parent, const char *name, int rank, const int64_t *shape,
                    int64_t row0, int64_t col0);
 /* Free a tensor and the gradient it owns; waits for the tasks that use it. A gradient
  * belongs to its tensor: freeing it on its own only detaches it. */
-void tg_tensor_free(tg_tensor *t);
+TG_API void tg_tensor_free(tg_tensor *t);
 
 /* Copy the tensor to host memory (waits for the tasks that write it). size in bytes must be
  * exactly the tensor's size. Returns the first asynchronous task error, if any. */
-int tg_tensor_to_host(const tg_tensor *t, void *dst, size_t size);
+TG_API int tg_tensor_to_host(const tg_tensor *t, void *dst, size_t size);
 /* Overwrite the tensor from host memory (waits for the tasks that use it). */
-int tg_tensor_from_host(tg_tensor *t, const void *src, size_t size);
+TG_API int tg_tensor_from_host(tg_tensor *t, const void *src, size_t size);
 /* Bring the tensor's current value to a backend's memory now (the first CUDA device for
  * TG_BACKEND_CUDA), waiting for the copy. */
-int tg_tensor_prefetch(tg_tensor *t, unsigned backend);
+TG_API int tg_tensor_prefetch(tg_tensor *t, unsigned backend);
 /* Refill an existing tensor (waits for the tasks that use it). */
-int tg_tensor_fill(tg_tensor *t, const tg_fill *fill);
+TG_API int tg_tensor_fill(tg_tensor *t, const tg_fill *fill);
 
-int tg_tensor_rank(const tg_tensor *t);
-const int64_t *tg_tensor_shape(const tg_tensor *t); /* rank entries */
-int64_t tg_tensor_dim(const tg_tensor *t, int i); /* i < 0 counts from the end */
-int64_t tg_tensor_numel(const tg_tensor *t);
-size_t tg_tensor_nbytes(const tg_tensor *t);
-tg_dtype tg_tensor_dtype(const tg_tensor *t);
-const char *tg_tensor_name(const tg_tensor *t);
-/* The shape as text, "(2, 3, 4)"; returns buf. */
-const char *tg_tensor_shape_str(const tg_tensor *t, char *buf, size_t size);
+TG_API int tg_tensor_rank(const tg_tensor *t);
+TG_API const int64_t *tg_tensor_shape(const tg_tensor *t); /* rank entries */
+TG_API int64_t tg_tensor_dim(const tg_tensor *t, int i); /* i < 0 counts from the end */
+TG_API int64_t tg_tensor_numel(const tg_tensor *t);
+TG_API size_t tg_tensor_nbytes(const tg_tensor *t);
+TG_API tg_dtype tg_tensor_dtype(const tg_tensor *t);
+TG_API const char *tg_tensor_name(const tg_tensor *t);
+/* The shape as text, "(2, 3, 4)", truncated to size; returns buf ("" when t is NULL; NULL
+ * when buf is NULL or size is 0, and then nothing is written). */
+TG_API const char *tg_tensor_shape_str(const tg_tensor *t, char *buf, size_t size);
 /* The layer tag current when the tensor was created (NULL: none). */
-const char *tg_tensor_layer(const tg_tensor *t);
+TG_API const char *tg_tensor_layer(const tg_tensor *t);
+/* 0 if t can be used now: not NULL, not left over from a runtime that was shut down, not
+ * split into a view; else an error naming what (the caller, "myop") and the tensor. Ops call
+ * it (tg_submit does, for every operand) before they decide anything from a tensor. */
+TG_API int tg_tensor_check_usable(const tg_tensor *t, const char *what);
+/* A number that names the tensor for the life of the process (graph operands refer to it). */
+TG_API uint64_t tg_tensor_id(const tg_tensor *t);
 /* Matrix view used by ops: rows = product of all but the last dimension, cols = last. */
-int64_t tg_tensor_rows(const tg_tensor *t);
-int64_t tg_tensor_cols(const tg_tensor *t);
+TG_API int64_t tg_tensor_rows(const tg_tensor *t);
+TG_API int64_t tg_tensor_cols(const tg_tensor *t);
 
 /* A tensor that requires a gradient and is not produced by an op is a parameter: its
  * gradient accumulates over tg_backward calls until tg_zero_grad or an optimizer step. */
-int tg_tensor_set_requires_grad(tg_tensor *t, int on);
-int tg_tensor_requires_grad(const tg_tensor *t);
+TG_API int tg_tensor_set_requires_grad(tg_tensor *t, int on);
+TG_API int tg_tensor_requires_grad(const tg_tensor *t);
 /* The gradient tensor of t (NULL before the first backward that reached t). */
-tg_tensor *tg_tensor_grad(const tg_tensor *t);
+TG_API tg_tensor *tg_tensor_grad(const tg_tensor *t);
 /* 1 if t's gradient holds a value (some backward contributed since the last reset). */
-int tg_tensor_grad_valid(const tg_tensor *t);
+TG_API int tg_tensor_grad_valid(const tg_tensor *t);
 /* Use g (same shape, float32) as t's gradient buffer; t does not own it (free g after t).
  * For a parameter, g's current contents become its gradient (valid); for an activation, g is
  * the buffer its next backward writes. Use it to place gradients in a flat buffer, or views. */
-int tg_tensor_set_grad(tg_tensor *t, tg_tensor *g);
+TG_API int tg_tensor_set_grad(tg_tensor *t, tg_tensor *g);
 /* Mark a parameter's gradient empty: the next contribution overwrites it (no task runs). */
-int tg_zero_grad(tg_tensor *param);
+TG_API int tg_zero_grad(tg_tensor *param);
 
 /* ------------------------------------------------------------------------------------ */
 /* Ops (each call records a tape node and submits a task; nothing waits)                */
@@ -250,19 +285,20 @@ enum { TG_TRANS_A = 1, TG_TRANS_B = 2 };
 
 /* out = op(a) op(b); op(x) = x^T when the flag is set. Tensors of rank > 2 are viewed as
  * matrices (rows, cols) (see tg_tensor_rows).   out (M, N), op(a) (M, K), op(b) (K, N) */
-int tg_matmul(tg_tensor *out, tg_tensor *a, tg_tensor *b, unsigned flags);
+TG_API int tg_matmul(tg_tensor *out, tg_tensor *a, tg_tensor *b, unsigned flags);
 
 /* out = a + b, where b has the shape of a, or is one row broadcast over a's rows (a bias).
  *   out (.., C), a (.., C), b (.., C) or (C) */
-int tg_add(tg_tensor *out, tg_tensor *a, tg_tensor *b);
+TG_API int tg_add(tg_tensor *out, tg_tensor *a, tg_tensor *b);
 
 /* out = max(x, 0)   out, x same shape */
-int tg_relu(tg_tensor *out, tg_tensor *x);
+TG_API int tg_relu(tg_tensor *out, tg_tensor *x);
 
 /* loss = mean over rows r of -log softmax(logits[r])[targets[r]]   (fused, numerically stable)
- *   loss (1), logits (N, V), targets (N) int32 in [0, V). An out-of-range target makes the
- *   loss NaN (checked by the trainer). */
-int tg_softmax_xent(tg_tensor *loss, tg_tensor *logits, tg_tensor *targets);
+ *   loss (1), logits (N, V), targets (N) int32 in [0, V). A target outside [0, V) is never
+ *   used as an index: the next wait (tg_wait_all, tg_tensor_to_host) returns TG_EINVAL naming
+ *   its row and value, and the loss is NaN. */
+TG_API int tg_softmax_xent(tg_tensor *loss, tg_tensor *logits, tg_tensor *targets);
 
 /* SGD step on one parameter, using its gradient (skipped if the gradient is empty):
  *   g = grad + weight_decay * param;  v = momentum * v + g (if velocity);  param -= lr * (v or g)
@@ -270,12 +306,12 @@ int tg_softmax_xent(tg_tensor *loss, tg_tensor *logits, tg_tensor *targets);
 typedef struct tg_sgd_params {
 	float lr, momentum, weight_decay;
 } tg_sgd_params;
-int tg_sgd(tg_tensor *param, tg_tensor *velocity, const tg_sgd_params *p);
+TG_API int tg_sgd(tg_tensor *param, tg_tensor *velocity, const tg_sgd_params *p);
 
 /* Built-in ops, as listed once in ops/ops.def. */
 typedef struct tg_op_desc tg_op_desc;
-int tg_ops_builtin_count(void);
-const tg_op_desc *tg_ops_builtin(int i);
+TG_API int tg_ops_builtin_count(void);
+TG_API const tg_op_desc *tg_ops_builtin(int i);
 
 /* ------------------------------------------------------------------------------------ */
 /* Writing your own op                                                                  */
@@ -343,18 +379,18 @@ struct tg_op_desc {
 
 /* Check, record on the tape and submit one task. Forward tasks (TG_PHASE_FWD) run the op's
  * check first and must not write a tensor they read. */
-int tg_submit(const tg_task_spec *s);
+TG_API int tg_submit(const tg_task_spec *s);
 
 /* For backward rules. */
-tg_tensor *tg_node_tensor(const tg_node *n, int i);   /* operand i (NULL if freed) */
-const void *tg_node_args(const tg_node *n);
-int tg_node_num_operands(const tg_node *n);
+TG_API tg_tensor *tg_node_tensor(const tg_node *n, int i);   /* operand i (NULL if freed) */
+TG_API const void *tg_node_args(const tg_node *n);
+TG_API int tg_node_num_operands(const tg_node *n);
 /* The gradient of forward output out for the version fwd wrote, or NULL when no gradient
  * reached it. */
-tg_tensor *tg_grad_of(const tg_node *fwd, int operand);
+TG_API tg_tensor *tg_grad_of(const tg_node *fwd, int operand);
 /* Where the gradient of input operand i of fwd goes: *grad is NULL when the input needs no
  * gradient; otherwise *mode is TG_W (first contribution) or TG_ACC (add to it). */
-int tg_grad_target(const tg_node *fwd, int operand, tg_tensor **grad, unsigned *mode);
+TG_API int tg_grad_target(const tg_node *fwd, int operand, tg_tensor **grad, unsigned *mode);
 
 /* ------------------------------------------------------------------------------------ */
 /* Tape, autograd and graphs                                                            */
@@ -363,30 +399,30 @@ int tg_grad_target(const tg_node *fwd, int operand, tg_tensor **grad, unsigned *
 /* Tags that every node recorded from now on carries (until changed). A layer tag is a
  * name ("fc1", "block3.attn"); NULL clears it. Backward and optimizer nodes take the tags
  * of the forward node or the parameter they come from. */
-int tg_tag_layer(const char *layer);
-const char *tg_current_layer(void);
-int tg_tag_microbatch(int microbatch); /* -1: none */
+TG_API int tg_tag_layer(const char *layer);
+TG_API const char *tg_current_layer(void);
+TG_API int tg_tag_microbatch(int microbatch); /* -1: none */
 
 /* Differentiate the loss: walk the tape backwards from the node that wrote loss and submit
  * each op's backward rule. The loss gradient is 1. Parameter gradients accumulate. After an
  * error, gradients are undefined until tg_zero_grad. */
-int tg_backward(tg_tensor *loss);
+TG_API int tg_backward(tg_tensor *loss);
 /* The same, from any output with a given gradient dout (its shape; NULL: ones): a
  * vector-Jacobian product, or a pipeline stage receiving its output's gradient. dout becomes
  * out's gradient buffer (see tg_tensor_set_grad). */
-int tg_backward_from(tg_tensor *out, tg_tensor *dout);
+TG_API int tg_backward_from(tg_tensor *out, tg_tensor *dout);
 
 /* The recorded DAG. The runtime records into a current graph; tg_graph_take hands it to the
  * caller and starts a new, empty one. A taken graph does not refer to live tensors. */
 typedef struct tg_graph tg_graph;
-int tg_graph_take(tg_graph **out);
+TG_API int tg_graph_take(tg_graph **out);
 /* Forget everything recorded so far (start of a training step). */
-int tg_graph_reset(void);
-void tg_graph_free(tg_graph *g);
-int tg_graph_num_nodes(const tg_graph *g);
-int tg_graph_num_edges(const tg_graph *g);
+TG_API int tg_graph_reset(void);
+TG_API void tg_graph_free(tg_graph *g);
+TG_API int tg_graph_num_nodes(const tg_graph *g);
+TG_API int tg_graph_num_edges(const tg_graph *g);
 /* Nodes and edges of the current (not yet taken) graph. */
-int tg_tape_num_nodes(void);
+TG_API int tg_tape_num_nodes(void);
 
 typedef struct tg_graph_node_info {
 	int id;
@@ -399,15 +435,37 @@ typedef struct tg_graph_node_info {
 	int npred;          /* number of direct predecessors */
 	int fwd;            /* a backward node: the forward node it differentiates; else -1 */
 } tg_graph_node_info;
-int tg_graph_node(const tg_graph *g, int i, tg_graph_node_info *info);
+TG_API int tg_graph_node(const tg_graph *g, int i, tg_graph_node_info *info);
 /* The j-th direct predecessor of node i. */
-int tg_graph_pred(const tg_graph *g, int i, int j);
+TG_API int tg_graph_pred(const tg_graph *g, int i, int j);
+
+/* Operand j of node i, as its task was submitted to StarPU. */
+typedef struct tg_graph_operand_info {
+	const char *tensor;     /* the tensor's name */
+	uint64_t tensor_id;     /* tg_tensor_id of the tensor */
+	unsigned mode;          /* TG_R, TG_W, TG_RW or TG_ACC */
+	int commute;            /* 1: StarPU may reorder it with other accumulations (fast mode) */
+	uint32_t version;       /* the tensor's version read (R) or produced (W, RW, ACC) */
+	int rank;
+	const int64_t *shape;   /* rank entries */
+} tg_graph_operand_info;
+TG_API int tg_graph_num_operands(const tg_graph *g, int i);
+TG_API int tg_graph_operand(const tg_graph *g, int i, int j, tg_graph_operand_info *info);
 
 /* Write the graph in Graphviz DOT: a cluster per layer, a colour per op kind, styles per
  * phase, stable node ids, and the longest path by flops highlighted. The file is written to
- * a temporary name and renamed, so a failure leaves no half-written file. */
-int tg_graph_dump_dot(const tg_graph *g, const char *path);
-int tg_graph_write_dot(const tg_graph *g, FILE *f);
+ * a temporary name and renamed, so a failure leaves no half-written file (see
+ * tg_file_check_writable for what is refused). */
+TG_API int tg_graph_dump_dot(const tg_graph *g, const char *path);
+TG_API int tg_graph_write_dot(const tg_graph *g, FILE *f);
+
+/* 0 if taskgrad can write path (an output file): a name that does not end in '/', in an
+ * existing folder where a file can be created, naming nothing or a regular file (a symbolic
+ * link is followed to the regular file it names). A FIFO, a device, a folder or a dangling
+ * link is refused: outputs are written to a temporary file that replaces path, and that
+ * must never replace something that is not a regular file. Use it to check output paths
+ * before long work. */
+TG_API int tg_file_check_writable(const char *path);
 
 /* ------------------------------------------------------------------------------------ */
 /* Models and training                                                                  */
@@ -417,18 +475,18 @@ typedef struct tg_model tg_model;
 
 /* A multilayer perceptron: in -> hidden (ReLU) -> hidden (ReLU) -> classes.
  * Weights (out, in) uniform in +-1/sqrt(in) ("Kaiming uniform"), biases zero. */
-int tg_mlp_new(tg_model **out, int in, int hidden, int classes, uint64_t seed);
+TG_API int tg_mlp_new(tg_model **out, int in, int hidden, int classes, uint64_t seed);
 /* logits (B, classes) = model(x (B, in)). Activations are kept per batch size. */
-int tg_model_forward(tg_model *m, tg_tensor *logits, tg_tensor *x);
-int tg_model_num_params(const tg_model *m);
-tg_tensor *tg_model_param(const tg_model *m, int i);
-const char *tg_model_name(const tg_model *m);
-void tg_model_free(tg_model *m);
+TG_API int tg_model_forward(tg_model *m, tg_tensor *logits, tg_tensor *x);
+TG_API int tg_model_num_params(const tg_model *m);
+TG_API tg_tensor *tg_model_param(const tg_model *m, int i);
+TG_API const char *tg_model_name(const tg_model *m);
+TG_API void tg_model_free(tg_model *m);
 
 /* Two-spirals classification data, generated from a seed: n points per class, coordinates
  * (x, y) scaled to about [-1, 1], label 0 or 1; noise is the standard deviation of the
  * Gaussian jitter. xy must hold 2 * n_total floats, labels n_total ints; n_total = 2 * n. */
-int tg_data_spirals(float *xy, int32_t *labels, int n, float noise, double turns, uint64_t seed);
+TG_API int tg_data_spirals(float *xy, int32_t *labels, int n, float noise, double turns, uint64_t seed);
 
 /* Training of a classifier on the spirals set (the MLP of `taskgrad train --model mlp`). */
 typedef struct tg_train_opts {
@@ -443,7 +501,7 @@ typedef struct tg_train_opts {
 	const char *graph_path; /* write the DOT of one step here (NULL: no graph) */
 	int graph_step;     /* which step's graph to write */
 } tg_train_opts;
-void tg_train_opts_default(tg_train_opts *o);
+TG_API void tg_train_opts_default(tg_train_opts *o);
 
 typedef struct tg_train_result {
 	float final_loss;
@@ -453,7 +511,7 @@ typedef struct tg_train_result {
 	double seconds;      /* wall time of the training loop */
 	int graph_nodes, graph_edges;
 } tg_train_result;
-int tg_train_mlp_spirals(const tg_train_opts *o, tg_train_result *res);
+TG_API int tg_train_mlp_spirals(const tg_train_opts *o, tg_train_result *res);
 
 #ifdef __cplusplus
 }

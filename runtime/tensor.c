@@ -174,10 +174,20 @@ int tg_tensor_new(tg_tensor **out, const char *name, tg_dtype dtype, int rank, c
 }
 
 int tg_tensor_new_from_host(tg_tensor **out, const char *name, tg_dtype dtype, int rank,
-                            const int64_t *shape, const void *data)
+                            const int64_t *shape, const void *data, size_t size)
 {
+	TG_CHECK(out, TG_EINVAL, "tg_tensor_new_from_host: out is NULL");
+	*out = NULL;
 	TG_CHECK(data, TG_EINVAL, "tg_tensor_new_from_host: data is NULL");
 	TG_TRY(alloc_tensor(out, name, dtype, rank, shape));
+	if (size != (*out)->nbytes) {
+		size_t want = (*out)->nbytes;
+		tg_starpu_free((*out)->host, want);
+		free_struct(*out);
+		*out = NULL;
+		return tg_error(TG_EINVAL, "tg_tensor_new_from_host: tensor '%s' holds %zu bytes, the buffer %zu",
+		                name ? name : "", want, size);
+	}
 	memcpy((*out)->host, data, (*out)->nbytes);
 	finish_tensor(*out);
 	return 0;
@@ -290,15 +300,19 @@ int tg_tensor_view(tg_tensor **out, tg_tensor *parent, const char *name, int ran
 	TG_CHECK(out, TG_EINVAL, "tg_tensor_view: out is NULL");
 	*out = NULL;
 	TG_CHECK(parent, TG_EINVAL, "tg_tensor_view: parent is NULL");
+	TG_TRY(tg_require_init("tg_tensor_view"));
 	TG_CHECK(parent->rank >= 2, TG_EINVAL, "tg_tensor_view: parent '%s' must have rank >= 2", parent->name);
 	TG_CHECK(!parent->parent, TG_ENOTSUP, "tg_tensor_view: '%s' is a view; views of views are not supported", parent->name);
 	TG_CHECK(!parent->view, TG_ESTATE, "tg_tensor_view: '%s' already has a view", parent->name);
+	TG_TRY(tg_tensor_check_usable(parent, "tg_tensor_view"));
 	tg_tensor *v;
 	TG_TRY(alloc_struct(&v, name, parent->dtype, rank, shape, 1));
 	char ps[160], vs[160];
 	shape_str(ps, sizeof ps, parent->rank, parent->shape);
 	shape_str(vs, sizeof vs, rank, shape);
-	if (row0 < 0 || col0 < 0 || row0 + v->rows > parent->rows || col0 + v->cols > parent->cols) {
+	/* overflow-safe: row0 + rows <= parent rows, written without the sum */
+	if (row0 < 0 || col0 < 0 || v->rows > parent->rows || v->cols > parent->cols ||
+	    row0 > (int64_t)(parent->rows - v->rows) || col0 > (int64_t)(parent->cols - v->cols)) {
 		free_struct(v);
 		return tg_error(TG_ESHAPE, "tg_tensor_view: %s at row %lld, column %lld does not fit in '%s' %s",
 		                vs, (long long)row0, (long long)col0, parent->name, ps);
@@ -348,6 +362,7 @@ int tg_tensor_prefetch(tg_tensor *t, unsigned backend)
 
 int tg_tensor_check_usable(const tg_tensor *t, const char *what)
 {
+	TG_CHECK(t, TG_EINVAL, "%s: tensor is NULL", what);
 	TG_CHECK(!t->orphan, TG_ESTATE, "%s: tensor '%s' belongs to a runtime that was shut down", what, t->name);
 	TG_CHECK(!t->view, TG_ESTATE, "%s: tensor '%s' has a view ('%s'); free the view first", what, t->name, t->view->name);
 	return 0;
@@ -414,9 +429,10 @@ int tg_tensor_fill(tg_tensor *t, const tg_fill *fill)
 
 const char *tg_tensor_shape_str(const tg_tensor *t, char *buf, size_t size)
 {
-	if (size)
-		buf[0] = '\0';
-	if (t && size)
+	if (!buf || size == 0)
+		return NULL;
+	buf[0] = '\0';
+	if (t)
 		shape_str(buf, size, t->rank, t->shape);
 	return buf;
 }
@@ -428,6 +444,7 @@ size_t tg_tensor_nbytes(const tg_tensor *t) { return t ? t->nbytes : 0; }
 tg_dtype tg_tensor_dtype(const tg_tensor *t) { return t ? t->dtype : TG_F32; }
 const char *tg_tensor_name(const tg_tensor *t) { return t ? t->name : ""; }
 const char *tg_tensor_layer(const tg_tensor *t) { return t ? t->layer : NULL; }
+uint64_t tg_tensor_id(const tg_tensor *t) { return t ? t->id : 0; }
 int64_t tg_tensor_rows(const tg_tensor *t) { return t ? t->rows : 0; }
 int64_t tg_tensor_cols(const tg_tensor *t) { return t ? t->cols : 0; }
 
@@ -464,6 +481,9 @@ int tg_tensor_grad_valid(const tg_tensor *t)
 int tg_tensor_set_grad(tg_tensor *t, tg_tensor *g)
 {
 	TG_CHECK(t && g, TG_EINVAL, "tg_tensor_set_grad: NULL argument");
+	TG_TRY(tg_require_init("tg_tensor_set_grad"));
+	TG_TRY(tg_tensor_check_usable(t, "tg_tensor_set_grad"));
+	TG_TRY(tg_tensor_check_usable(g, "tg_tensor_set_grad"));
 	TG_CHECK(t != g, TG_EINVAL, "tg_tensor_set_grad: a tensor cannot be its own gradient");
 	TG_CHECK(t->dtype == TG_F32 && g->dtype == TG_F32, TG_EINVAL, "tg_tensor_set_grad: '%s' and '%s' must be float32",
 	         t->name, g->name);

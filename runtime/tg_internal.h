@@ -51,6 +51,27 @@ typedef struct tg_runtime {
 extern tg_runtime tg_rt;
 
 int tg_require_init(const char *what);
+
+/* env.c: the environment around StarPU (see the comment at its top). */
+/* *value = the whole number in variable var (-1 if unset); an error if it is malformed,
+ * negative or beyond an int. */
+int tg_env_whole_number(const char *var, long *value);
+/* Every number-valued StarPU variable of the environment parses as StarPU needs it. */
+int tg_env_check_starpu_vars(void);
+/* CPU cores of this machine, as StarPU counts them (hwloc cores). */
+int tg_machine_cores(void);
+/* The most CPU workers tg_init accepts: cores (times STARPU_NTHREADS_PER_CORE), at most
+ * STARPU_MAXCPUS. */
+int tg_env_max_cpu_workers(void);
+/* Before starpu_init: place the performance models (info->perfmodel_dir*) and silence StarPU
+ * unless cfg->verbose; tg_env_restore gives the environment back. */
+int tg_env_setup(const tg_config *cfg, tg_runtime_info *info);
+void tg_env_restore(void);
+/* The signal dispositions around StarPU's life: save before starpu_init, note what it left
+ * after, and restore at shutdown the signals that nobody changed since. */
+void tg_signals_save(void);
+void tg_signals_started(void);
+void tg_signals_restore(void);
 /* Unregister the shared scratch buffers (at shutdown). */
 void tg_scratch_release_all(void);
 
@@ -97,6 +118,7 @@ struct tg_tensor {
 typedef struct tg_operand {
 	int slot;          /* tensor slot in the node's graph */
 	unsigned mode;     /* TG_R, TG_W, TG_RW, TG_ACC */
+	int commute;       /* submitted with STARPU_COMMUTE (TG_ACC in fast mode) */
 	uint32_t version;  /* version read (R) or produced (W) */
 } tg_operand;
 
@@ -160,8 +182,6 @@ tg_tensor *tg_node_tensor_live(const tg_node *n, int i);
 /* ---------------------------------------------------------------- tensors, internal */
 
 int tg_tensor_check_shape(int rank, const int64_t *shape, int64_t *numel);
-/* 0 if t can be handed to a task or to the host now (it is not split into a view). */
-int tg_tensor_check_usable(const tg_tensor *t, const char *what);
 /* Release the StarPU side of every live tensor (at shutdown); returns how many there were. */
 int64_t tg_tensor_release_all(void);
 size_t tg_dtype_size(tg_dtype d);

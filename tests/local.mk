@@ -1,11 +1,12 @@
 # tests/: CMocka programs and shell tests under automake's parallel driver (exit 77 = SKIP).
 # Every test runs with its own StarPU home inside the build tree (perfmodels never leak into
-# ~/.starpu), StarPU's messages silenced, and hwloc's PCI plugin off (its leak is not ours).
+# ~/.starpu) and hwloc's PCI plugin off (its leak is not ours). STARPU_SILENT is unset: the
+# library keeps StarPU quiet by itself, and the tests check that it does.
 # In the sanitizer build, leaks that are StarPU's own are suppressed (tests/lsan.supp); the
 # slow unwinder is needed to see the StarPU frames that the suppressions name.
 AM_TESTS_ENVIRONMENT = \
 	STARPU_HOME=$(abs_top_builddir)/tests/starpu-home; export STARPU_HOME; \
-	STARPU_SILENT=1; export STARPU_SILENT; \
+	unset STARPU_SILENT; \
 	HWLOC_PLUGINS_BLACKLIST=hwloc_pci; export HWLOC_PLUGINS_BLACKLIST; \
 	LSAN_OPTIONS=suppressions=$(abs_top_srcdir)/tests/lsan.supp:print_suppressions=0; export LSAN_OPTIONS; \
 	ASAN_OPTIONS=fast_unwind_on_malloc=0; export ASAN_OPTIONS; \
@@ -18,7 +19,8 @@ if TG_HAVE_CMOCKA
 TG_TEST_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 TG_TEST_LDADD = libtaskgrad.la $(CMOCKA_LIBS) -lm
 
-check_PROGRAMS += tests/test_ops_cpu tests/test_ops_cuda tests/test_runtime tests/test_graph tests/test_mlp
+check_PROGRAMS += tests/test_ops_cpu tests/test_ops_cuda tests/test_runtime tests/test_graph tests/test_mlp \
+	tests/test_determinism tests/test_policies
 tests_test_ops_cpu_SOURCES = tests/test_ops.c tests/tg_test.h
 tests_test_ops_cpu_CPPFLAGS = $(AM_CPPFLAGS) -DTG_TEST_BACKEND=TG_BACKEND_CPU
 tests_test_ops_cpu_CFLAGS = $(TG_TEST_CFLAGS)
@@ -27,7 +29,8 @@ tests_test_ops_cuda_SOURCES = tests/test_ops.c tests/tg_test.h
 tests_test_ops_cuda_CPPFLAGS = $(AM_CPPFLAGS) -DTG_TEST_BACKEND=TG_BACKEND_CUDA
 tests_test_ops_cuda_CFLAGS = $(TG_TEST_CFLAGS)
 tests_test_ops_cuda_LDADD = $(TG_TEST_LDADD)
-tests_test_runtime_SOURCES = tests/test_runtime.c tests/tg_test.h
+# the random generator's known answers are checked on its internal function: a copy of it
+tests_test_runtime_SOURCES = tests/test_runtime.c tests/tg_test.h runtime/rng.c
 tests_test_runtime_CFLAGS = $(TG_TEST_CFLAGS)
 tests_test_runtime_LDADD = $(TG_TEST_LDADD)
 tests_test_graph_SOURCES = tests/test_graph.c tests/tg_test.h
@@ -36,11 +39,17 @@ tests_test_graph_LDADD = $(TG_TEST_LDADD)
 tests_test_mlp_SOURCES = tests/test_mlp.c tests/tg_test.h
 tests_test_mlp_CFLAGS = $(TG_TEST_CFLAGS)
 tests_test_mlp_LDADD = $(TG_TEST_LDADD)
-TESTS += tests/test_ops_cpu tests/test_ops_cuda tests/test_runtime tests/test_graph tests/test_mlp
+tests_test_determinism_SOURCES = tests/test_determinism.c tests/tg_test.h
+tests_test_determinism_CFLAGS = $(TG_TEST_CFLAGS)
+tests_test_determinism_LDADD = $(TG_TEST_LDADD)
+tests_test_policies_SOURCES = tests/test_policies.c
+tests_test_policies_LDADD = libtaskgrad.la
+TESTS += tests/test_ops_cpu tests/test_ops_cuda tests/test_runtime tests/test_graph tests/test_mlp \
+	tests/test_determinism tests/test_policies
 else
 check-local:
 	@echo "make check needs CMocka (libcmocka-dev); configure did not find it" >&2; exit 1
 endif
 
-TESTS += tests/test_cli.sh
-EXTRA_DIST += tests/test_cli.sh tests/lsan.supp
+TESTS += tests/test_cli.sh tests/test_exports.sh
+EXTRA_DIST += tests/test_cli.sh tests/test_exports.sh tests/lsan.supp

@@ -1,7 +1,10 @@
 #!/bin/sh
 # test_cli.sh — the taskgrad command: help and version, a short training run with its graph,
 # and bad input: one clear message naming the problem, exit code 2, nothing half-written.
+# StarPU's own messages never reach the terminal unless asked for (--verbose), also on a
+# first run in a fresh HOME; this test does not silence StarPU itself.
 set -u
+unset STARPU_SILENT
 tg=${TG_BUILDDIR:-.}/taskgrad
 tmp=${TG_BUILDDIR:-.}/tests/cli-tmp
 rm -rf "$tmp" && mkdir -p "$tmp" || exit 99
@@ -9,7 +12,7 @@ failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
 # expect CODE PATTERN ARGS...: exit code CODE and, for errors, exactly one line on stderr
-# that contains PATTERN.
+# that contains PATTERN; a success prints nothing on stderr.
 expect() {
 	code=$1 pattern=$2
 	shift 2
@@ -22,8 +25,9 @@ expect() {
 		lines=$(wc -l < "$tmp/err")
 		[ "$lines" = 1 ] || { fail "taskgrad $*: $lines lines on stderr, expected one"; sed 's/^/    /' "$tmp/err"; }
 		grep -q -e "$pattern" "$tmp/err" || fail "taskgrad $*: stderr lacks '$pattern': $(cat "$tmp/err")"
-	elif [ -n "$pattern" ]; then
-		grep -q -e "$pattern" "$tmp/out" || fail "taskgrad $*: stdout lacks '$pattern'"
+	else
+		[ ! -s "$tmp/err" ] || { fail "taskgrad $*: a success printed on stderr:"; sed 's/^/    /' "$tmp/err"; }
+		[ -z "$pattern" ] || grep -q -e "$pattern" "$tmp/out" || fail "taskgrad $*: stdout lacks '$pattern'"
 	fi
 	echo "ok: taskgrad $* -> $rc"
 }
@@ -52,13 +56,36 @@ expect 2 "--ncpu: must not be negative" train --ncpu -1
 expect 2 "--seed: ' 1' is not a non-negative whole number" train --seed " 1"
 expect 2 "--steps: ' 5' is not a whole number" train --steps " 5"
 expect 2 "--momentum: must be in \[0, 1)" train --momentum 0.99999999999
-expect 2 "asked for 4096 CPU workers but StarPU can start only" train --ncpu 4096 --steps 5
+expect 2 "asked for 4096 CPU workers, but .* at most" train --ncpu 4096 --steps 5
+STARPU_NCPU=4096 expect 2 "STARPU_NCPU=4096 asks for 4096 CPU workers, but .* at most" train --steps 5
+STARPU_NCPU=abc expect 2 "STARPU_NCPU='abc' in the environment is not a whole number" train --steps 5
+STARPU_NCPU=-1 expect 2 "STARPU_NCPU=-1 in the environment must be between 0" train --steps 5
+STARPU_NCPUS=x expect 2 "STARPU_NCPUS='x'" train --steps 5
+STARPU_NCUDA=-3 expect 2 "STARPU_NCUDA=-3" train --steps 5
+STARPU_CALIBRATE=yes expect 2 "STARPU_CALIBRATE='yes'" train --steps 5
+STARPU_SCHED_ALPHA=fast expect 2 "STARPU_SCHED_ALPHA='fast' in the environment is not a finite number" train --steps 5
+STARPU_NCPU=1 STARPU_NCPUS=2 expect 2 "disagree" train --steps 5
+STARPU_NCPU=2 expect 2 "STARPU_NCPU=2 in the environment conflicts with the configured 1" train --steps 5 --ncpu 1
 expect 2 "--graph-step: 10 is not one of the 10 steps" train --steps 10 --graph-step 10
 expect 2 "option '--graph' needs a value" train --graph
 expect 2 "--model: unknown model 'gpt'" train --model gpt
 expect 2 "unknown scheduling policy 'nosuch'.*dmda" train --sched nosuch
 expect 2 "folder 'no-such-dir' does not exist" train --graph no-such-dir/step.dot
-expect 2 "is a directory" train --graph "$tmp"
+expect 2 "'$tmp': it is a folder" train --graph "$tmp"
+# a device is never replaced: as root (who could replace /dev/null, were the check broken) one
+# of our own, a null device made here; else /dev/null itself
+dev=/dev/null
+[ "$(id -u)" = 0 ] && mknod "$tmp/null" c 1 3 2>/dev/null && dev=$tmp/null
+expect 2 "'$dev': it is a character device" train --graph "$dev" --steps 5
+[ -c "$dev" ] || fail "$dev is not a character device any more"
+mkfifo "$tmp/fifo" || exit 99
+expect 2 "it is a FIFO" train --graph "$tmp/fifo" --steps 5
+expect 2 "the name ends in '/'" train --graph "$tmp/new.dot/" --steps 5
+long=$(printf '%0300d' 0)
+expect 2 "File name too long" train --graph "$tmp/$long.dot" --steps 5
+ln -s nothing "$tmp/dangling" || exit 99
+expect 2 "symbolic link to nothing" train --graph "$tmp/dangling" --steps 5
+expect 2 "graph: no output file name" train --graph "" --steps 5
 STARPU_SCHED=eager expect 2 "conflicts with STARPU_SCHED=eager" train --sched dmda --steps 5
 expect 2 "batch size 5000 is larger than the training set" train --batch 5000 --steps 5
 expect 1 "training diverged" train --lr 10000 --steps 300 -q
@@ -78,7 +105,79 @@ if command -v dot >/dev/null; then
 else
 	fail "Graphviz's dot is not installed (apt-get install graphviz)"
 fi
-ls "$tmp"/step.dot.tmp.* >/dev/null 2>&1 && fail "a temporary file was left behind"
+ls -a "$tmp" | grep -q '^\.taskgrad-' && fail "a temporary file was left behind"
+
+# a link to a regular file: the file gets the graph, the link stays
+echo old > "$tmp/target.dot" && ln -s target.dot "$tmp/link.dot" || exit 99
+expect 0 "graph of step 0" train --steps 5 --graph "$tmp/link.dot" -q
+[ -L "$tmp/link.dot" ] || fail "the symbolic link was replaced"
+grep -q "digraph taskgrad" "$tmp/target.dot" || fail "the file the link names did not get the graph"
+
+# what is printed must reach its file
+for args in "policies" "--help" "train --steps 5 -q"; do
+	"$tg" $args >/dev/full 2>"$tmp/err"
+	rc=$?
+	[ "$rc" = 1 ] && [ "$(wc -l < "$tmp/err")" = 1 ] && grep -q "writing the standard output failed" "$tmp/err" ||
+		fail "taskgrad $args > /dev/full: exit $rc, $(cat "$tmp/err")"
+done
+
+# ---- StarPU's environment, performance models, and quiet runs
+
+# run_in_home HOME ARGS...: taskgrad with that HOME, no STARPU_HOME nor XDG_CACHE_HOME
+run_in_home() {
+	h=$1
+	shift
+	env -u STARPU_HOME -u XDG_CACHE_HOME HOME="$h" "$tg" "$@" >"$tmp/out" 2>"$tmp/err"
+}
+
+# a first-time dmda run in a fresh HOME prints taskgrad's lines only
+home=$tmp/home
+run_in_home "$home" train --sched dmda --steps 50 || fail "a first dmda run in a fresh HOME failed: $(cat "$tmp/err")"
+[ ! -s "$tmp/err" ] || { fail "a first dmda run in a fresh HOME printed on stderr:"; sed 's/^/    /' "$tmp/err"; }
+grep -v -E '^(taskgrad [0-9]|model |step |final loss )' "$tmp/out" | grep -q . &&
+	{ fail "a first dmda run printed lines that are not taskgrad's:"; sed 's/^/    /' "$tmp/out"; }
+ls -d "$home"/.cache/taskgrad/starpu-*/bus >/dev/null 2>&1 || fail "no bus calibration in \$HOME/.cache/taskgrad"
+ls "$home"/.cache/taskgrad/starpu-*/codelets/*/tg_matmul_fwd* >/dev/null 2>&1 ||
+	fail "no performance model of matmul in \$HOME/.cache/taskgrad"
+run_in_home "$home" train --sched dmda --steps 50 && [ ! -s "$tmp/err" ] ||
+	{ fail "a second dmda run was not quiet:"; sed 's/^/    /' "$tmp/err"; }
+# four runs sharing a HOME at once (perfmodels written concurrently)
+for i in 1 2 3 4; do
+	env -u STARPU_HOME -u XDG_CACHE_HOME HOME="$home" "$tg" train --sched dmda --steps 100 --ncpu 1 -q \
+		>"$tmp/out$i" 2>"$tmp/err$i" &
+done
+wait
+for i in 1 2 3 4; do
+	[ ! -s "$tmp/err$i" ] || { fail "concurrent dmda run $i printed on stderr:"; sed 's/^/    /' "$tmp/err$i"; }
+done
+# --verbose lets StarPU speak (a fresh HOME: it calibrates the bus)
+run_in_home "$tmp/home2" train --sched dmda --steps 5 -q --verbose
+grep -q '^\[starpu\]' "$tmp/err" || fail "--verbose showed nothing of StarPU's on a first run"
+# no writable cache: one note, and the run goes on
+: > "$tmp/a-file"
+for h in "$tmp/a-file" ""; do
+	if [ -n "$h" ]; then run_in_home "$h" train --steps 5 -q; else env -u HOME -u STARPU_HOME -u XDG_CACHE_HOME \
+		TMPDIR="$tmp" "$tg" train --steps 5 -q >"$tmp/out" 2>"$tmp/err"; fi
+	rc=$?
+	[ "$rc" = 0 ] || fail "HOME='$h': exit $rc: $(cat "$tmp/err")"
+	[ "$(wc -l < "$tmp/err")" = 1 ] && grep -q "note: no cache directory is writable" "$tmp/err" ||
+		{ fail "HOME='$h': expected one note on stderr:"; sed 's/^/    /' "$tmp/err"; }
+done
+STARPU_HOME="$tmp/a-file" expect 2 "STARPU_HOME=.*a-file cannot hold StarPU's performance models" train --steps 5
+
+# ---- Ctrl-C ends a run at once (env gives the background run the default SIGINT back)
+env --default-signal=INT "$tg" train --steps 100000000 -q >/dev/null 2>&1 &
+pid=$!
+sleep 1
+kill -INT $pid
+for i in $(seq 1 50); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+if kill -0 $pid 2>/dev/null; then
+	fail "SIGINT did not stop a training run within 5 s"
+	kill -KILL $pid
+fi
+wait $pid
+rc=$?
+[ "$rc" = 130 ] || fail "a run stopped by SIGINT exited $rc, expected 130 (killed by SIGINT)"
 
 [ $failures = 0 ] || { echo "$failures failure(s)"; exit 1; }
 exit 0

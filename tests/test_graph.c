@@ -5,8 +5,28 @@
  */
 #include "tg_test.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
+
+/* fsync, as the library sees it: this definition interposes on the C library's, so that a
+ * test can make it fail (the library must then report the error and remove its temporary). */
+static int fail_fsync;
+int fsync(int fd)
+{
+	if (fail_fsync) {
+		errno = EIO;
+		return -1;
+	}
+	return (int)syscall(SYS_fsync, fd);
+}
 
 typedef struct net {
 	tg_tensor *x, *w, *b, *z, *h, *a, *t, *loss;
@@ -21,10 +41,10 @@ static void net_new(net *n)
 	for (int i = 0; i < 6; i++)
 		w[i] = 0.1f * (float)(i - 3);
 	TG_OK_OR_FAIL(tg_tag_layer("data"));
-	TG_OK_OR_FAIL(tg_tensor_new_from_host(&n->x, "x", TG_F32, TG_SHAPE(4, 3), x));
-	TG_OK_OR_FAIL(tg_tensor_new_from_host(&n->t, "t", TG_I32, TG_SHAPE(4), t));
+	TG_OK_OR_FAIL(tg_tensor_new_from_host(&n->x, "x", TG_F32, TG_SHAPE(4, 3), x, sizeof x));
+	TG_OK_OR_FAIL(tg_tensor_new_from_host(&n->t, "t", TG_I32, TG_SHAPE(4), t, sizeof t));
 	TG_OK_OR_FAIL(tg_tag_layer("fc"));
-	TG_OK_OR_FAIL(tg_tensor_new_from_host(&n->w, "w", TG_F32, TG_SHAPE(2, 3), w));
+	TG_OK_OR_FAIL(tg_tensor_new_from_host(&n->w, "w", TG_F32, TG_SHAPE(2, 3), w, sizeof w));
 	TG_OK_OR_FAIL(tg_tensor_new_filled(&n->b, "b", TG_F32, TG_SHAPE(2), &(tg_fill){TG_FILL_CONSTANT, 0.5f, 0, 0, 0}));
 	TG_OK_OR_FAIL(tg_tensor_set_requires_grad(n->w, 1));
 	TG_OK_OR_FAIL(tg_tensor_set_requires_grad(n->b, 1));
@@ -63,6 +83,14 @@ static void net_free(net *n)
 		tg_tensor_free(ts[i]);
 }
 
+static void expect_error_code(int rc, int code, const char *needle)
+{
+	if (rc != code)
+		fail_msg("expected error %d (%s), got %d: %s", code, tg_strerror(code), rc, tg_last_error());
+	if (!strstr(tg_last_error(), needle))
+		fail_msg("the message \"%s\" does not mention \"%s\"", tg_last_error(), needle);
+}
+
 static void expect_preds(const tg_graph *g, int node, const char *task, int npred, const int *preds)
 {
 	tg_graph_node_info info;
@@ -80,17 +108,36 @@ static void expect_preds(const tg_graph *g, int node, const char *task, int npre
 	}
 }
 
+/* Operand j of node: mode, commute flag and (id != 0) tensor. */
+static void expect_operand(const tg_graph *g, int node, int j, uint64_t id, unsigned mode, int commute)
+{
+	tg_graph_operand_info oi;
+	TG_OK_OR_FAIL(tg_graph_operand(g, node, j, &oi));
+	if (oi.mode != mode || oi.commute != commute)
+		fail_msg("node %d operand %d ('%s'): mode %u commute %d, expected mode %u commute %d", node, j, oi.tensor,
+		         oi.mode, oi.commute, mode, commute);
+	if (id && oi.tensor_id != id)
+		fail_msg("node %d operand %d is '%s', not the expected tensor", node, j, oi.tensor);
+}
+
+/* Start the runtime, make the net and take the graph of one step. */
+static tg_graph *first_step(net *n)
+{
+	TG_TEST_INIT("eager", -1, 0);
+	net_new(n);
+	TG_OK_OR_FAIL(tg_graph_reset());
+	net_step(n);
+	tg_graph *g;
+	TG_OK_OR_FAIL(tg_graph_take(&g));
+	return g;
+}
+
 /* One SGD step of fc -> relu -> softmax_xent: 11 tasks, 13 dependencies, each one named. */
 static void known_step_nodes_and_edges(void **unused)
 {
 	(void)unused;
-	TG_TEST_INIT("eager", -1, 0);
 	net n;
-	net_new(&n);
-	TG_OK_OR_FAIL(tg_graph_reset());
-	net_step(&n);
-	tg_graph *g;
-	TG_OK_OR_FAIL(tg_graph_take(&g));
+	tg_graph *g = first_step(&n);
 	assert_int_equal(tg_tape_num_nodes(), 0);
 	assert_int_equal(tg_graph_num_nodes(g), 11);
 	assert_int_equal(tg_graph_num_edges(g), 13);
@@ -124,6 +171,19 @@ static void known_step_nodes_and_edges(void **unused)
 	assert_int_equal(info.fwd, -1);
 	assert_int_equal(info.phase, TG_PHASE_OPT);
 	assert_int_equal(tg_graph_node(g, 11, &info), TG_EINVAL);
+	/* indices out of range, however far: an error, never a read */
+	const int wild[] = {-1, INT_MIN, INT_MAX, 11};
+	tg_graph_operand_info oi;
+	for (int k = 0; k < 4; k++) {
+		assert_int_equal(tg_graph_node(g, wild[k], &info), TG_EINVAL);
+		assert_int_equal(tg_graph_pred(g, wild[k], 0), TG_EINVAL);
+		assert_int_equal(tg_graph_pred(g, 1, wild[k] == 11 ? 1 : wild[k]), TG_EINVAL);
+		assert_int_equal(tg_graph_num_operands(g, wild[k]), TG_EINVAL);
+		assert_int_equal(tg_graph_operand(g, wild[k], 0, &oi), TG_EINVAL);
+		assert_int_equal(tg_graph_operand(g, 0, wild[k] == 11 ? 3 : wild[k], &oi), TG_EINVAL);
+	}
+	assert_int_equal(tg_graph_node(g, 0, NULL), TG_EINVAL);
+	assert_int_equal(tg_graph_num_nodes(NULL), 0);
 	tg_graph_free(g);
 	net_free(&n);
 	TG_OK_OR_FAIL(tg_shutdown());
@@ -240,6 +300,23 @@ static void accumulations_in_fast_and_deterministic_mode(void **unused)
 			expect_preds(g, 13, "matmul_bwd_db", 2, (int[]){9, 11});
 			expect_preds(g, 14, "sgd_update", 5, (int[]){0, 1, 2, 12, 13});
 		}
+		/* what StarPU was given: the first contribution writes dw, the others accumulate
+		 * into it (read-modify-write: a write-only mode would let StarPU hand the task an
+		 * uninitialised buffer), commuting only in fast mode */
+		uint64_t dw_id = tg_tensor_id(tg_tensor_grad(n.w));
+		expect_operand(g, 11, 0, dw_id, TG_W, 0);
+		expect_operand(g, 12, 0, dw_id, TG_ACC, !det);
+		expect_operand(g, 13, 0, dw_id, TG_ACC, !det);
+		for (int node = 11; node <= 13; node++) {
+			expect_operand(g, node, 1, 0, TG_R, 0);
+			expect_operand(g, node, 2, 0, TG_R, 0);
+		}
+		expect_operand(g, 14, 0, tg_tensor_id(n.w), TG_RW, 0); /* the update reads and writes w */
+		expect_operand(g, 14, 1, dw_id, TG_R, 0);
+		assert_int_equal(tg_graph_num_operands(g, 14), 2);
+		tg_graph_operand_info oi;
+		assert_int_equal(tg_graph_operand(g, 14, 2, &oi), TG_EINVAL);
+		assert_int_equal(tg_graph_operand(g, tg_graph_num_nodes(g), 0, &oi), TG_EINVAL);
 		/* the same gradient either way (up to rounding when commuting), and not zero */
 		static float dw[2][6];
 		TG_OK_OR_FAIL(tg_tensor_to_host(tg_tensor_grad(n.w), dw[det], sizeof dw[det]));
@@ -320,6 +397,178 @@ static void micro_batches_reuse_activations(void **unused)
 	TG_OK_OR_FAIL(tg_shutdown());
 }
 
+/* Names come from users: quotes, backslashes and newlines are escaped, and a name cannot
+ * inject nodes or attributes into the DOT. */
+static void dot_escapes_names(void **unused)
+{
+	(void)unused;
+	if (system("dot -V > /dev/null 2>&1") != 0)
+		fail_msg("Graphviz's dot is not installed (apt-get install graphviz); the DOT export cannot be checked");
+	TG_TEST_INIT("eager", -1, 0);
+	static const char *const names[] = {"q\"uote\\back", "line\nbreak", "x\"]; evil [label=\"pwned", "ends\\",
+	                                    "tab\there"};
+	tg_tensor *a, *b[5];
+	TG_OK_OR_FAIL(tg_tensor_new_filled(&a, "a", TG_F32, TG_SHAPE(2, 2), &(tg_fill){TG_FILL_CONSTANT, 1, 0, 0, 0}));
+	TG_OK_OR_FAIL(tg_graph_reset());
+	for (int i = 0; i < 5; i++) {
+		TG_OK_OR_FAIL(tg_tag_layer(names[i]));
+		TG_OK_OR_FAIL(tg_tensor_new(&b[i], names[i], TG_F32, TG_SHAPE(2, 2)));
+		TG_OK_OR_FAIL(tg_relu(b[i], a));
+	}
+	TG_OK_OR_FAIL(tg_tag_layer(NULL));
+	tg_graph *g;
+	TG_OK_OR_FAIL(tg_graph_take(&g));
+	TG_OK_OR_FAIL(tg_graph_dump_dot(g, "tests/graph-names.dot"));
+	tg_graph_free(g);
+	long len;
+	char *text = slurp("tests/graph-names.dot", &len);
+	assert_non_null(strstr(text, "q\\\"uote\\\\back"));   /* q\"uote\\back */
+	assert_non_null(strstr(text, "line\\nbreak"));         /* line\nbreak */
+	assert_non_null(strstr(text, "x\\\"]; evil [label=\\\"pwned"));
+	assert_non_null(strstr(text, "ends\\\\\""));        /* ends\\" closes the string */
+	assert_non_null(strstr(text, "tab?here"));
+	free(text);
+	/* Graphviz reads it: 5 task nodes in 5 clusters, and nothing else */
+	FILE *p = popen("dot -Tplain tests/graph-names.dot", "r");
+	assert_non_null(p);
+	char line[1024];
+	int nodes = 0;
+	while (fgets(line, sizeof line, p))
+		nodes += strncmp(line, "node ", 5) == 0;
+	assert_int_equal(pclose(p), 0);
+	assert_int_equal(nodes, 5);
+	for (int i = 0; i < 5; i++)
+		tg_tensor_free(b[i]);
+	tg_tensor_free(a);
+	TG_OK_OR_FAIL(tg_shutdown());
+}
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* Temporary files the writer left in dir. */
+static int leftovers(const char *dir)
+{
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += strncmp(e->d_name, ".taskgrad-", 10) == 0;
+	closedir(d);
+	return n;
+}
+
+static void expect_unchanged(const char *path, const char *text)
+{
+	long len;
+	char *now = slurp(path, &len);
+	if (strcmp(now, text) != 0)
+		fail_msg("'%s' changed: '%s'", path, now);
+	free(now);
+}
+
+/* Output files: replaced whole or not at all, only when they are regular files; every
+ * failure of the write (the data, fsync) is an error and leaves no temporary file. */
+static void output_files_are_replaced_whole_or_not_at_all(void **unused)
+{
+	(void)unused;
+	net n;
+	tg_graph *g = first_step(&n);
+	const char *dir = "tests/out-tmp";
+	assert_int_equal(system("rm -rf tests/out-tmp && mkdir -p tests/out-tmp"), 0);
+	const char *file = "tests/out-tmp/step.dot";
+	write_text(file, "previous");
+	chmod(file, 0640);
+
+	/* a write that fails: the file may not grow past 100 bytes (EFBIG, as ENOSPC would) */
+	struct rlimit old, small;
+	getrlimit(RLIMIT_FSIZE, &old);
+	small = old;
+	small.rlim_cur = 100;
+	void (*old_xfsz)(int) = signal(SIGXFSZ, SIG_IGN);
+	setrlimit(RLIMIT_FSIZE, &small);
+	int rc = tg_graph_dump_dot(g, file);
+	setrlimit(RLIMIT_FSIZE, &old);
+	signal(SIGXFSZ, old_xfsz);
+	expect_error_code(rc, TG_EIO, file);
+	expect_unchanged(file, "previous");
+	assert_int_equal(leftovers(dir), 0);
+
+	/* fsync fails */
+	fail_fsync = 1;
+	rc = tg_graph_dump_dot(g, file);
+	fail_fsync = 0;
+	expect_error_code(rc, TG_EIO, "fsync");
+	expect_unchanged(file, "previous");
+	assert_int_equal(leftovers(dir), 0);
+
+	/* success: replaced whole, with the old file's permissions */
+	TG_OK_OR_FAIL(tg_graph_dump_dot(g, file));
+	struct stat st;
+	assert_int_equal(stat(file, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0640);
+	assert_int_equal(leftovers(dir), 0);
+
+	/* not regular files: never replaced. A device: as root (who could replace /dev/null, if
+	 * the check were broken) one of our own, a null device made here; else /dev/null itself */
+	const char *device = "/dev/null";
+	if (geteuid() == 0 && mknod("tests/out-tmp/null", S_IFCHR | 0666, makedev(1, 3)) == 0)
+		device = "tests/out-tmp/null";
+	assert_int_equal(lstat(device, &st), 0);
+	assert_true(S_ISCHR(st.st_mode));
+	expect_error_code(tg_graph_dump_dot(g, device), TG_EIO, "character device");
+	assert_int_equal(lstat(device, &st), 0);
+	assert_true(S_ISCHR(st.st_mode));
+	assert_int_equal(mkfifo("tests/out-tmp/fifo", 0600), 0);
+	expect_error_code(tg_graph_dump_dot(g, "tests/out-tmp/fifo"), TG_EIO, "FIFO");
+	expect_error_code(tg_graph_dump_dot(g, "tests/out-tmp"), TG_EIO, "folder");
+	expect_error_code(tg_graph_dump_dot(g, "tests/out-tmp/new.dot/"), TG_EINVAL, "ends in '/'");
+	expect_error_code(tg_graph_dump_dot(g, ""), TG_EINVAL, "no output file");
+	expect_error_code(tg_graph_dump_dot(g, NULL), TG_EINVAL, "no output file");
+	expect_error_code(tg_graph_dump_dot(g, "tests/out-tmp/no-such-dir/x.dot"), TG_EIO, "does not exist");
+	expect_error_code(tg_graph_dump_dot(g, "tests/out-tmp/step.dot/x.dot"), TG_EIO, "step.dot");
+	assert_int_equal(symlink("fifo", "tests/out-tmp/to-fifo"), 0);
+	expect_error_code(tg_graph_dump_dot(g, "tests/out-tmp/to-fifo"), TG_EIO, "FIFO");
+	assert_int_equal(symlink("nothing-here", "tests/out-tmp/dangling"), 0);
+	expect_error_code(tg_graph_dump_dot(g, "tests/out-tmp/dangling"), TG_EIO, "symbolic link");
+	assert_int_equal(tg_file_check_writable("tests/out-tmp/fifo"), TG_EIO);
+	assert_int_equal(tg_file_check_writable("tests/out-tmp/new.dot"), 0);
+	assert_int_equal(leftovers(dir), 0);
+
+	/* a link to a regular file: the file is replaced, the link stays a link */
+	write_text("tests/out-tmp/target.dot", "old");
+	assert_int_equal(symlink("target.dot", "tests/out-tmp/link.dot"), 0);
+	TG_OK_OR_FAIL(tg_graph_dump_dot(g, "tests/out-tmp/link.dot"));
+	assert_int_equal(lstat("tests/out-tmp/link.dot", &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+	long len;
+	char *text = slurp("tests/out-tmp/target.dot", &len);
+	assert_non_null(strstr(text, "digraph taskgrad"));
+	free(text);
+
+	/* names: the longest a folder takes works (the temporary name is short), one more
+	 * character is an error */
+	char name[PATH_MAX];
+	int prefix = snprintf(name, sizeof name, "tests/out-tmp/");
+	memset(name + prefix, 'n', NAME_MAX);
+	name[prefix + NAME_MAX] = '\0';
+	TG_OK_OR_FAIL(tg_graph_dump_dot(g, name));
+	name[prefix + NAME_MAX] = 'n';
+	name[prefix + NAME_MAX + 1] = '\0';
+	expect_error_code(tg_graph_dump_dot(g, name), TG_EIO, "too long");
+	assert_int_equal(leftovers(dir), 0);
+
+	tg_graph_free(g);
+	net_free(&n);
+	TG_OK_OR_FAIL(tg_shutdown());
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -327,6 +576,8 @@ int main(void)
 		cmocka_unit_test(dot_export),
 		cmocka_unit_test(accumulations_in_fast_and_deterministic_mode),
 		cmocka_unit_test(micro_batches_reuse_activations),
+		cmocka_unit_test(dot_escapes_names),
+		cmocka_unit_test(output_files_are_replaced_whole_or_not_at_all),
 	};
 	return cmocka_run_group_tests_name("graph", tests, NULL, NULL);
 }

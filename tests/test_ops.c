@@ -13,6 +13,11 @@
  *     double-precision reference at every element (so the reference backward is checked
  *     against the reference forward);
  *   - canary bands around every output and gradient, and inputs left untouched;
+ *   - the access modes each task was submitted with (from the tape, which is what StarPU got):
+ *     inputs read, fresh outputs written, in-place results read-modify-write, and in each
+ *     backward pass the first contribution to a gradient written in the first pass and every
+ *     other one accumulated (a write-only accumulation computes the right numbers on a CPU
+ *     and garbage on a GPU, so it is checked on every backend);
  *   - NaN and infinity never pass.
  * A backend that has no worker, or an op without an implementation there, is reported
  * SKIP / NOT SUPPORTED, never PASS. Later ops only add rows (and a reference).
@@ -345,7 +350,8 @@ static void guarded_new(guarded *g, const char *name, const tspec *s, const void
 			else
 				memcpy(dst, &CANARY, sizeof *dst);
 		}
-	TG_OK_OR_FAIL(tg_tensor_new_from_host(&g->parent, "guard", s->dtype, TG_SHAPE(g->prows, g->pcols), g->parent_init));
+	TG_OK_OR_FAIL(tg_tensor_new_from_host(&g->parent, "guard", s->dtype, TG_SHAPE(g->prows, g->pcols), g->parent_init,
+	                                      (size_t)pn * sizeof(uint32_t)));
 	if (TG_TEST_BACKEND == TG_BACKEND_CUDA)
 		TG_OK_OR_FAIL(tg_tensor_prefetch(g->parent, TG_BACKEND_CUDA));
 	TG_OK_OR_FAIL(tg_tensor_view(&g->view, g->parent, name, s->rank, s->shape, GUARD, GUARD));
@@ -411,6 +417,7 @@ static double nmse(const double *got, const double *ref, int64_t n, double scale
 
 typedef struct state {
 	const op_case *c;
+	int nfwd, npass[2]; /* tape nodes: after the forward, after each backward pass */
 	guarded in[MAXIN], out[MAXOUT], din[MAXIN], dout;
 	tg_tensor *in_t[MAXIN], *out_t[MAXOUT];
 	float *fin[MAXIN];   /* inputs as given (float) */
@@ -545,6 +552,57 @@ static void check_reference_fd(state *st)
 	}
 }
 
+/* The access modes of the recorded tasks (see the top of this file). */
+static void check_modes(state *st)
+{
+	const op_case *c = st->c;
+	tg_graph *g;
+	TG_OK_OR_FAIL(tg_graph_take(&g));
+	int bad = 0, seen[3][MAXIN] = {{0}}; /* contributions to each gradient in each pass */
+	for (int i = 0; i < tg_graph_num_nodes(g); i++) {
+		int pass = i < st->nfwd ? 0 : i < st->npass[0] ? 1 : i < st->npass[1] ? 2 : -1;
+		if (pass < 0)
+			break;
+		for (int j = 0; j < tg_graph_num_operands(g, i); j++) {
+			tg_graph_operand_info oi;
+			TG_OK_OR_FAIL(tg_graph_operand(g, i, j, &oi));
+			unsigned want = TG_R;
+			for (int k = 0; k < c->nout; k++)
+				if (pass == 0 && oi.tensor_id == tg_tensor_id(st->out_t[k]))
+					want = TG_W;
+			for (int k = 0; k < c->ninplace; k++)
+				if (pass == 0 && oi.tensor_id == tg_tensor_id(st->in_t[c->inplace[k]]))
+					want = TG_RW;
+			for (int k = 0; k < c->nin; k++)
+				if (pass > 0 && st->din[k].view && oi.tensor_id == tg_tensor_id(st->din[k].view))
+					want = (pass == 1 && !seen[pass][k]++) ? TG_W : TG_ACC;
+			if (oi.mode != want) {
+				tg_graph_node_info ni;
+				TG_OK_OR_FAIL(tg_graph_node(g, i, &ni));
+				print_message("  %s operand %d ('%s'): mode %u, expected %u\n", ni.task, j, oi.tensor, oi.mode, want);
+				bad++;
+			}
+		}
+	}
+	/* every gradient got contributions in both passes */
+	for (int k = 0; k < c->nin; k++) {
+		if (!st->din[k].view)
+			continue;
+		for (int pass = 1; pass <= 2; pass++) {
+			int n = 0;
+			for (int i = pass == 1 ? st->nfwd : st->npass[0]; i < st->npass[pass - 1]; i++)
+				for (int j = 0; j < tg_graph_num_operands(g, i); j++) {
+					tg_graph_operand_info oi;
+					TG_OK_OR_FAIL(tg_graph_operand(g, i, j, &oi));
+					n += oi.tensor_id == tg_tensor_id(st->din[k].view) && oi.mode != TG_R;
+				}
+			CHECK(n > 0, "backward pass %d wrote no gradient of input %d", pass, k);
+		}
+	}
+	tg_graph_free(g);
+	CHECK(bad == 0, "%d operands were submitted with the wrong access mode", bad);
+}
+
 static void check_backward(state *st)
 {
 	const op_case *c = st->c;
@@ -572,6 +630,7 @@ static void check_backward(state *st)
 	/* twice: the first backward writes the gradients, the second accumulates into them */
 	for (int pass = 1; pass <= 2; pass++) {
 		TG_OK_OR_FAIL(tg_backward_from(st->out_t[0], st->dout.view));
+		st->npass[pass - 1] = tg_tape_num_nodes();
 		for (int i = 0; i < c->nin; i++) {
 			if (!st->din_ref[i])
 				continue;
@@ -583,6 +642,8 @@ static void check_backward(state *st)
 			free(got);
 		}
 	}
+
+	check_modes(st);
 
 	/* finite differences of L = sum(out * R) on the backend, at sampled elements */
 	for (int i = 0; i < c->nin; i++) {
@@ -641,11 +702,15 @@ static void run_case(void **statep)
 	if (rc < 0 && !unsupported)
 		fail_msg("%s %s: %s", c->op, c->label, tg_last_error());
 	if (!unsupported) {
+		st->nfwd = tg_tape_num_nodes();
 		check_forward(st);
-		if (c->ref_bwd)
+		if (c->ref_bwd) {
 			check_backward(st);
-		else
+		} else {
 			print_message("  backward: not applicable (%s has no backward)\n", c->op);
+			st->npass[0] = st->npass[1] = st->nfwd;
+			check_modes(st);
+		}
 	}
 	TG_OK_OR_FAIL(tg_wait_all());
 	TG_OK_OR_FAIL(tg_graph_reset());
@@ -674,6 +739,102 @@ static void run_case(void **statep)
 	CHECK(bad == 0, "%d guard elements changed", bad);
 	if (st->failures)
 		fail_msg("%s %s on %s: %d check(s) failed", c->op, c->label, BACKEND_NAME, st->failures);
+}
+
+/* ------------------------------------------------------------------ softmax_xent edge cases */
+
+/* softmax_xent(loss, logits (n, v), targets (n)) submitted on the backend under test. */
+typedef struct xent_run {
+	tg_tensor *logits, *targets, *loss;
+} xent_run;
+
+static void xent_submit(xent_run *x, const float *logits, const int32_t *targets, int64_t n, int64_t v)
+{
+	TG_OK_OR_FAIL(tg_graph_reset());
+	TG_OK_OR_FAIL(tg_set_backend(TG_TEST_BACKEND));
+	TG_OK_OR_FAIL(tg_tensor_new_from_host(&x->logits, "logits", TG_F32, TG_SHAPE(n, v), logits,
+	                                      (size_t)(n * v) * sizeof(float)));
+	TG_OK_OR_FAIL(tg_tensor_new_from_host(&x->targets, "targets", TG_I32, TG_SHAPE(n), targets,
+	                                      (size_t)n * sizeof(int32_t)));
+	TG_OK_OR_FAIL(tg_tensor_new(&x->loss, "loss", TG_F32, TG_SHAPE(1)));
+	TG_OK_OR_FAIL(tg_tensor_set_requires_grad(x->logits, 1));
+	TG_OK_OR_FAIL(tg_softmax_xent(x->loss, x->logits, x->targets));
+}
+
+static void xent_free(xent_run *x)
+{
+	tg_tensor_free(x->loss);
+	tg_tensor_free(x->targets);
+	tg_tensor_free(x->logits);
+	TG_OK_OR_FAIL(tg_set_backend(TG_BACKEND_ANY));
+	TG_OK_OR_FAIL(tg_graph_reset());
+}
+
+/* Logits far apart: the loss and its gradient stay finite and exact (the maximum of a row must
+ * take in every element: the first, the last and one in the middle each hold it once). */
+static void xent_extreme_logits(void **unused)
+{
+	(void)unused;
+	enum { N = 8, V = 3 };
+	static const float x[N][V] = {{1000, 0, 0}, {1000, 0, 0}, {0, 0, 1000},     {0, 1000, 0},
+	                              {-1000, 0, 1000}, {5, 5, 5}, {0, 0, 1000}, {1000, -1000, 0}};
+	static const int32_t t[N] = {0, 1, 2, 0, 1, 2, 1, 2};
+	/* the reference, in double */
+	double ref_loss = 0, ref_d[N][V];
+	for (int r = 0; r < N; r++) {
+		double m = x[r][0], s = 0;
+		for (int j = 1; j < V; j++)
+			m = fmax(m, x[r][j]);
+		for (int j = 0; j < V; j++)
+			s += exp(x[r][j] - m);
+		ref_loss += (m + log(s) - x[r][t[r]]) / N;
+		for (int j = 0; j < V; j++)
+			ref_d[r][j] = (exp(x[r][j] - m) / s - (j == t[r])) / N;
+	}
+	xent_run xr;
+	xent_submit(&xr, &x[0][0], t, N, V);
+	TG_OK_OR_FAIL(tg_backward(xr.loss));
+	float l, d[N][V];
+	TG_OK_OR_FAIL(tg_tensor_to_host(xr.loss, &l, sizeof l));
+	TG_OK_OR_FAIL(tg_tensor_to_host(tg_tensor_grad(xr.logits), d, sizeof d));
+	print_message("  loss %.9g (reference %.9g)\n", (double)l, ref_loss);
+	if (!isfinite(l) || fabs(l - ref_loss) > 1e-6 * ref_loss)
+		fail_msg("softmax_xent of extreme logits: loss %.9g, reference %.9g", (double)l, ref_loss);
+	for (int r = 0; r < N; r++)
+		for (int j = 0; j < V; j++)
+			if (!isfinite(d[r][j]) || fabs(d[r][j] - ref_d[r][j]) > 1e-7)
+				fail_msg("gradient (%d, %d): %.9g, reference %.9g", r, j, (double)d[r][j], ref_d[r][j]);
+	xent_free(&xr);
+}
+
+/* A target outside [0, V) is an error at the next wait, naming its row and value, for the
+ * forward and for the backward task; the loss is NaN. */
+static void xent_targets_out_of_range(void **unused)
+{
+	(void)unused;
+	enum { N = 4, V = 5 };
+	const int32_t bad[] = {V, -1, INT32_MAX, INT32_MIN};
+	float x[N * V];
+	tg_fill f = {TG_FILL_NORMAL, 0, 1, tg_test_seed("op harness"), 99};
+	TG_OK_OR_FAIL(tg_fill_host(x, N * V, &f));
+	for (int k = 0; k < 4; k++) {
+		int32_t t[N] = {0, 4, bad[k], 1};
+		char needle[96];
+		snprintf(needle, sizeof needle, "target %d of row 2 is outside [0, %d)", (int)bad[k], V);
+		xent_run xr;
+		xent_submit(&xr, x, t, N, V);
+		float l;
+		int rc = tg_tensor_to_host(xr.loss, &l, sizeof l);
+		if (rc != TG_EINVAL || !strstr(tg_last_error(), needle))
+			fail_msg("forward with target %d: %d (%s)", (int)bad[k], rc, tg_last_error());
+		assert_true(isnan(l));
+		TG_OK_OR_FAIL(tg_backward(xr.loss));
+		rc = tg_wait_all();
+		if (rc != TG_EINVAL || !strstr(tg_last_error(), needle))
+			fail_msg("backward with target %d: %d (%s)", (int)bad[k], rc, tg_last_error());
+		TG_OK_OR_FAIL(tg_wait_all()); /* taken once */
+		xent_free(&xr);
+	}
 }
 
 /* Every op of ops.def must have rows. */
@@ -707,15 +868,18 @@ int main(void)
 		tg_shutdown();
 		return TG_TEST_SKIP;
 	}
-	struct CMUnitTest *tests = calloc(NCASES + 1, sizeof *tests);
+	enum { NEXTRA = 3 };
+	struct CMUnitTest *tests = calloc(NCASES + NEXTRA, sizeof *tests);
 	char (*names)[160] = calloc(NCASES, sizeof *names);
 	tests[0] = (struct CMUnitTest)cmocka_unit_test(every_op_has_rows);
+	tests[NCASES + 1] = (struct CMUnitTest)cmocka_unit_test(xent_extreme_logits);
+	tests[NCASES + 2] = (struct CMUnitTest)cmocka_unit_test(xent_targets_out_of_range);
 	for (int i = 0; i < NCASES; i++) {
 		snprintf(names[i], sizeof names[i], "%s %s [%s]", cases[i].op, cases[i].label, BACKEND_NAME);
 		tests[i + 1] = (struct CMUnitTest){names[i], run_case, NULL, NULL, &cases[i]};
 	}
 	int failed = _cmocka_run_group_tests(TG_TEST_BACKEND == TG_BACKEND_CPU ? "ops-cpu" : "ops-cuda", tests,
-	                                     NCASES + 1, NULL, NULL);
+	                                     NCASES + NEXTRA, NULL, NULL);
 	free(tests);
 	free(names);
 	if (tg_shutdown() < 0) {

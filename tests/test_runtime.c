@@ -5,7 +5,14 @@
  */
 #include "tg_test.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 
 /* internal, checked against the Random123 known answers */
 void tg_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
@@ -66,6 +73,29 @@ static void invalid_policy_lists_the_valid_ones(void **unused)
 	expect_error(tg_sched_policy_names(names, 8), TG_EINVAL, "too small");
 }
 
+/* A policy the linked StarPU lists but cannot run is refused with the reason, not hung on. */
+static void broken_policies_are_refused(void **unused)
+{
+	(void)unused;
+	TG_TEST_INIT("eager", -1, 0);
+	tg_runtime_info info;
+	TG_OK_OR_FAIL(tg_runtime_get_info(&info));
+	TG_OK_OR_FAIL(tg_shutdown());
+	tg_config cfg;
+	tg_config_default(&cfg);
+	cfg.ncuda = 0;
+	cfg.sched = "modular-heteroprio-heft";
+	int rc = tg_init(&cfg);
+	if (strncmp(info.starpu_version, "1.3.", 4) == 0) {
+		expect_error(rc, TG_ENOTSUP, "modular-heteroprio-heft");
+		assert_non_null(strstr(tg_last_error(), "hangs"));
+		assert_false(tg_is_initialized());
+	} else {
+		TG_OK_OR_FAIL(rc);
+		TG_OK_OR_FAIL(tg_shutdown());
+	}
+}
+
 /* STARPU_SCHED never silently overrides the configuration (see tg_config.sched). */
 static void starpu_sched_in_the_environment(void **unused)
 {
@@ -115,8 +145,49 @@ static void worker_counts(void **unused)
 	unsetenv("STARPU_NCPU");
 	cfg.ncpu = -2;
 	expect_error(tg_init(&cfg), TG_EINVAL, "CPU workers");
-	cfg.ncpu = 4096; /* more than StarPU can start: an error, not a silent clamp */
-	expect_error(tg_init(&cfg), TG_EINVAL, "can start only");
+
+	/* One rule for the configuration and the environment: at most one CPU worker per core
+	 * (and no more than StarPU was built for), the real limit named in the message. */
+	cfg.ncpu = -1;
+	TG_OK_OR_FAIL(tg_init(&cfg));
+	TG_OK_OR_FAIL(tg_runtime_get_info(&info));
+	int max = info.max_cpu_workers;
+	assert_true(max >= 1);
+	assert_true(info.ncpu <= max);
+	TG_OK_OR_FAIL(tg_shutdown());
+	char limit[64], count[32];
+	snprintf(limit, sizeof limit, "at most %d", max);
+	cfg.ncpu = max; /* the limit itself is fine */
+	TG_OK_OR_FAIL(tg_init(&cfg));
+	TG_OK_OR_FAIL(tg_runtime_get_info(&info));
+	assert_int_equal(info.ncpu, max);
+	TG_OK_OR_FAIL(tg_shutdown());
+	const int over[] = {max + 1, 4096};
+	for (int i = 0; i < 2; i++) {
+		cfg.ncpu = over[i];
+		expect_error(tg_init(&cfg), TG_EINVAL, limit);
+		snprintf(count, sizeof count, "asked for %d CPU workers", over[i]);
+		assert_non_null(strstr(tg_last_error(), count));
+		cfg.ncpu = -1;
+		snprintf(count, sizeof count, "%d", over[i]);
+		setenv("STARPU_NCPU", count, 1);
+		expect_error(tg_init(&cfg), TG_EINVAL, limit);
+		assert_non_null(strstr(tg_last_error(), "STARPU_NCPU="));
+		unsetenv("STARPU_NCPU");
+		setenv("STARPU_NCPUS", count, 1); /* the old name is held to the same rule */
+		expect_error(tg_init(&cfg), TG_EINVAL, limit);
+		assert_non_null(strstr(tg_last_error(), "STARPU_NCPUS="));
+		unsetenv("STARPU_NCPUS");
+	}
+	setenv("STARPU_NCPU", "1", 1);
+	setenv("STARPU_NCPUS", "2", 1);
+	expect_error(tg_init(&cfg), TG_EINVAL, "disagree");
+	unsetenv("STARPU_NCPUS");
+	TG_OK_OR_FAIL(tg_init(&cfg)); /* the environment's count is used and reported */
+	TG_OK_OR_FAIL(tg_runtime_get_info(&info));
+	assert_int_equal(info.ncpu, 1);
+	TG_OK_OR_FAIL(tg_shutdown());
+	unsetenv("STARPU_NCPU");
 	assert_false(tg_is_initialized());
 	cfg.ncpu = -1;
 	cfg.ncuda = 1;
@@ -138,12 +209,16 @@ static void tensor_round_trips(void **unused)
 	for (int i = 0; i < 105; i++)
 		src[i] = (float)i * 0.25f - 3.0f;
 	tg_tensor *t;
-	TG_OK_OR_FAIL(tg_tensor_new_from_host(&t, "t", TG_F32, TG_SHAPE(3, 5, 7), src));
+	TG_OK_OR_FAIL(tg_tensor_new_from_host(&t, "t", TG_F32, TG_SHAPE(3, 5, 7), src, sizeof src));
 	assert_int_equal(tg_tensor_rank(t), 3);
 	assert_int_equal(tg_tensor_numel(t), 105);
 	assert_int_equal(tg_tensor_rows(t), 15);
 	assert_int_equal(tg_tensor_cols(t), 7);
 	assert_int_equal(tg_tensor_dim(t, -1), 7);
+	assert_int_equal(tg_tensor_dim(t, -3), 3);
+	const int wild[] = {3, -4, INT_MAX, INT_MIN};
+	for (int k = 0; k < 4; k++)
+		assert_int_equal(tg_tensor_dim(t, wild[k]), 0);
 	assert_string_equal(tg_tensor_name(t), "t");
 	TG_OK_OR_FAIL(tg_tensor_to_host(t, dst, sizeof dst));
 	assert_memory_equal(src, dst, sizeof dst);
@@ -156,7 +231,7 @@ static void tensor_round_trips(void **unused)
 
 	int32_t isrc[4] = {1, -2, 3, 2147483647}, idst[4];
 	tg_tensor *ti;
-	TG_OK_OR_FAIL(tg_tensor_new_from_host(&ti, "i", TG_I32, TG_SHAPE(4), isrc));
+	TG_OK_OR_FAIL(tg_tensor_new_from_host(&ti, "i", TG_I32, TG_SHAPE(4), isrc, sizeof isrc));
 	TG_OK_OR_FAIL(tg_tensor_to_host(ti, idst, sizeof idst));
 	assert_memory_equal(isrc, idst, sizeof idst);
 	expect_error(tg_tensor_set_requires_grad(ti, 1), TG_EINVAL, "float32");
@@ -165,7 +240,7 @@ static void tensor_round_trips(void **unused)
 	/* a view: written through, seen in its parent at the right place */
 	float zeros[5 * 6] = {0}, pv[5 * 6], vals[2 * 3] = {1, 2, 3, 4, 5, 6}, got[6];
 	tg_tensor *p, *v;
-	TG_OK_OR_FAIL(tg_tensor_new_from_host(&p, "p", TG_F32, TG_SHAPE(5, 6), zeros));
+	TG_OK_OR_FAIL(tg_tensor_new_from_host(&p, "p", TG_F32, TG_SHAPE(5, 6), zeros, sizeof zeros));
 	TG_OK_OR_FAIL(tg_tensor_view(&v, p, "v", TG_SHAPE(2, 3), 1, 2));
 	expect_error(tg_tensor_to_host(p, pv, sizeof pv), TG_ESTATE, "view");
 	tg_tensor *v2;
@@ -222,6 +297,9 @@ static void fills_are_seeded_and_counter_based(void **unused)
 	for (int i = 0; i < (N / 2) * 2; i++)
 		assert_true(a[i] == 1.5f);
 	expect_error(tg_tensor_fill(t, &(tg_fill){TG_FILL_UNIFORM, 1, 1, 0, 0}), TG_EINVAL, "a < b");
+	expect_error(tg_fill_host(a, -1, &uni), TG_EINVAL, "negative");
+	expect_error(tg_fill_host(a, INT64_MIN, &uni), TG_EINVAL, "negative");
+	expect_error(tg_fill_host(NULL, 4, &uni), TG_EINVAL, "NULL");
 	expect_error(tg_tensor_fill(t, &(tg_fill){TG_FILL_NORMAL, 0, -1, 0, 0}), TG_EINVAL, "deviation");
 	tg_tensor_free(t);
 	TG_OK_OR_FAIL(tg_shutdown());
@@ -259,6 +337,561 @@ static void invalid_shapes(void **unused)
 	expect_error(tg_tensor_new(&t, "cols", TG_F32, TG_SHAPE((int64_t)1 << 32)), TG_ESHAPE, "32-bit");
 	expect_error(tg_tensor_new(&t, "dtype", (tg_dtype)9, TG_SHAPE(2)), TG_EINVAL, "dtype");
 	assert_null(t);
+	TG_OK_OR_FAIL(tg_shutdown());
+}
+
+/* ------------------------------------------------------------------ child processes */
+
+/* Run fn in a child process (with the default signal dispositions); its wait status, or -1 when it did not end within
+ * limit seconds (then it is killed). ready: when not NULL, the parent waits until the child
+ * writes a byte to the pipe fd it gets, then sends it signal sig. */
+static int run_child(void (*fn)(int ready_fd), int limit, int sig)
+{
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		struct rlimit no_core = {0, 0};
+		setrlimit(RLIMIT_CORE, &no_core);
+		/* a plain process's dispositions, not the test framework's (it catches crashes) */
+		const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGINT};
+		for (int i = 0; i < 6; i++)
+			signal(sigs[i], SIG_DFL);
+		fn(fds[1]);
+		_exit(0);
+	}
+	close(fds[1]);
+	if (sig) {
+		char c;
+		if (read(fds[0], &c, 1) != 1) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			fail_msg("the child ended before it was ready");
+		}
+		kill(pid, sig);
+	}
+	close(fds[0]);
+	for (int waited = 0; waited < limit * 100; waited++) {
+		int status;
+		pid_t r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			return status;
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return -1;
+}
+
+/* In a child: init/shutdown cycles before the final init (tg_init failing exits 3). */
+static int child_cycles;
+static void child_cycle_then_init(void)
+{
+	tg_config cfg;
+	tg_config_default(&cfg);
+	cfg.ncuda = 0;
+	for (int i = 0; i < child_cycles; i++) {
+		if (tg_init(&cfg) < 0 || tg_shutdown() < 0)
+			_exit(3);
+	}
+	if (tg_init(&cfg) < 0)
+		_exit(3);
+}
+
+static void child_segfault(int fd)
+{
+	(void)fd;
+	child_cycle_then_init();
+	volatile int *nowhere = NULL;
+	*nowhere = 1;
+	_exit(4); /* not reached */
+}
+
+static void child_wait_for_sigint(int fd)
+{
+	child_cycle_then_init();
+	if (write(fd, "r", 1) != 1)
+		_exit(5);
+	for (;;)
+		pause();
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TG_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TG_ASAN 1
+#endif
+#endif
+
+/* After any number of init/shutdown cycles, a crash ends the process with its signal and
+ * Ctrl-C stops it at once (StarPU's handlers, kept across inits, used to call themselves
+ * forever). */
+static void crash_and_ctrl_c_end_the_process_after_reinit(void **unused)
+{
+	(void)unused;
+	const int cycles[] = {0, 1, 3};
+	for (int i = 0; i < 3; i++) {
+		child_cycles = cycles[i];
+		int st = run_child(child_segfault, 30, 0);
+		if (st == -1)
+			fail_msg("after %d init/shutdown cycles, a segfault hung the process (killed after 30 s)", cycles[i]);
+#ifdef TG_ASAN
+		/* the address sanitizer reports the fault and exits */
+		if (!(WIFEXITED(st) && WEXITSTATUS(st) != 0 && WEXITSTATUS(st) != 3) && !WIFSIGNALED(st))
+			fail_msg("after %d cycles, a segfault: wait status 0x%x", cycles[i], st);
+#else
+		if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGSEGV)
+			fail_msg("after %d cycles, a segfault did not end the process by SIGSEGV (wait status 0x%x)", cycles[i],
+			         st);
+#endif
+		st = run_child(child_wait_for_sigint, 10, SIGINT);
+		if (st == -1)
+			fail_msg("after %d init/shutdown cycles, SIGINT did not stop the process (killed after 10 s)", cycles[i]);
+		if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGINT)
+			fail_msg("after %d cycles, SIGINT: wait status 0x%x", cycles[i], st);
+	}
+}
+
+static void on_signal(int sig) { (void)sig; }
+
+/* What the process had installed is what it has again after every tg_shutdown; StarPU's own
+ * handlers are in only when STARPU_CATCH_SIGNALS asks for them. */
+static void signal_dispositions_survive_cycles(void **unused)
+{
+	(void)unused;
+	struct sigaction mine, old_int, old_segv, now;
+	memset(&mine, 0, sizeof mine);
+	mine.sa_handler = on_signal;
+	sigemptyset(&mine.sa_mask);
+	sigaction(SIGINT, &mine, &old_int);
+	sigaction(SIGSEGV, &mine, &old_segv);
+	for (int i = 0; i < 4; i++) {
+		int starpu_catches = i % 2;
+		if (starpu_catches)
+			setenv("STARPU_CATCH_SIGNALS", "1", 1);
+		TG_TEST_INIT("eager", -1, 0);
+		sigaction(SIGINT, NULL, &now);
+		if (starpu_catches)
+			assert_true(now.sa_handler != on_signal); /* StarPU's, as asked */
+		else
+			assert_true(now.sa_handler == on_signal);
+		TG_OK_OR_FAIL(tg_shutdown());
+		unsetenv("STARPU_CATCH_SIGNALS");
+		sigaction(SIGINT, NULL, &now);
+		assert_true(now.sa_handler == on_signal);
+		sigaction(SIGSEGV, NULL, &now);
+		assert_true(now.sa_handler == on_signal);
+	}
+	/* a handler the application installs while the runtime runs is the application's */
+	TG_TEST_INIT("eager", -1, 0);
+	struct sigaction later = mine;
+	later.sa_handler = SIG_IGN;
+	sigaction(SIGINT, &later, NULL);
+	TG_OK_OR_FAIL(tg_shutdown());
+	sigaction(SIGINT, NULL, &now);
+	assert_true(now.sa_handler == SIG_IGN);
+	sigaction(SIGSEGV, NULL, &now);
+	assert_true(now.sa_handler == on_signal);
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGSEGV, &old_segv, NULL);
+}
+
+/* ------------------------------------------------------------------ the environment */
+
+/* Every number-valued StarPU variable that StarPU would abort on is an error naming it. */
+static void starpu_variables_starpu_would_abort_on(void **unused)
+{
+	(void)unused;
+	static const struct {
+		const char *var, *value;
+	} bad[] = {
+		{"STARPU_NCPU", "abc"}, {"STARPU_NCPU", "-1"}, {"STARPU_NCPU", ""}, {"STARPU_NCPU", "1x"},
+		{"STARPU_NCPU", " 2"}, {"STARPU_NCPU", "99999999999999999999"}, {"STARPU_NCPU", "2147483648"},
+		{"STARPU_NCPUS", "two"}, {"STARPU_NCUDA", "-3"}, {"STARPU_NCUDA", "x"}, {"STARPU_CALIBRATE", "yes"},
+		{"STARPU_SILENT", "-1"}, {"STARPU_WATCHDOG_DELAY", "-5"}, {"STARPU_SCHED_ALPHA", "fast"},
+		{"STARPU_SCHED_BETA", "nan"}, {"STARPU_LIMIT_CPU_MEM", "1e9"},
+	};
+	tg_config cfg;
+	tg_config_default(&cfg);
+	cfg.ncuda = 0;
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		setenv(bad[i].var, bad[i].value, 1);
+		int rc = tg_init(&cfg);
+		unsetenv(bad[i].var);
+		if (rc == 0) {
+			tg_shutdown();
+			fail_msg("%s='%s' was accepted", bad[i].var, bad[i].value);
+		}
+		char needle[64];
+		snprintf(needle, sizeof needle, "%s=", bad[i].var);
+		expect_error(rc, TG_EINVAL, needle);
+		assert_false(tg_is_initialized());
+	}
+	setenv("STARPU_NCPU", "+1", 1); /* what StarPU reads as 1 is fine */
+	TG_TEST_INIT("eager", -1, 0);
+	tg_runtime_info info;
+	TG_OK_OR_FAIL(tg_runtime_get_info(&info));
+	assert_int_equal(info.ncpu, 1);
+	TG_OK_OR_FAIL(tg_shutdown());
+	unsetenv("STARPU_NCPU");
+}
+
+/* The environment variables this test changes, saved and given back. */
+static const char *const saved_vars[] = {"HOME", "XDG_CACHE_HOME", "STARPU_HOME", "STARPU_PERF_MODEL_DIR",
+                                         "STARPU_SILENT", "TMPDIR"};
+#define NSAVED (sizeof saved_vars / sizeof saved_vars[0])
+static char *saved_values[NSAVED];
+
+static void env_save(void)
+{
+	for (size_t i = 0; i < NSAVED; i++) {
+		const char *v = getenv(saved_vars[i]);
+		saved_values[i] = v ? strdup(v) : NULL;
+		unsetenv(saved_vars[i]);
+	}
+}
+
+static void env_give_back(void)
+{
+	for (size_t i = 0; i < NSAVED; i++) {
+		if (saved_values[i])
+			setenv(saved_vars[i], saved_values[i], 1);
+		else
+			unsetenv(saved_vars[i]);
+		free(saved_values[i]);
+		saved_values[i] = NULL;
+	}
+}
+
+/* A scratch folder for this test, emptied. */
+static void scratch_dir(char *out, size_t size, const char *name)
+{
+	const char *b = getenv("TG_BUILDDIR");
+	snprintf(out, size, "%s/tests/runtime-tmp/%s", b ? b : ".", name);
+	char cmd[PATH_MAX + 32];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", out, out);
+	assert_int_equal(system(cmd), 0);
+}
+
+static int is_dir(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* init, check where the performance models go, shut down; returns the directory. */
+static void init_expect_perfmodel_dir(const char *want, int temporary)
+{
+	tg_config cfg;
+	tg_config_default(&cfg);
+	cfg.ncuda = 0;
+	cfg.sched = "dmda";
+	TG_OK_OR_FAIL(tg_init(&cfg));
+	tg_runtime_info info;
+	TG_OK_OR_FAIL(tg_runtime_get_info(&info));
+	if (want && strcmp(info.perfmodel_dir, want) != 0)
+		fail_msg("performance models in '%s', expected '%s'", info.perfmodel_dir, want);
+	assert_int_equal(info.perfmodel_dir_temporary, temporary);
+	/* StarPU is told exactly where, for as long as it runs */
+	assert_non_null(getenv("STARPU_PERF_MODEL_DIR"));
+	assert_string_equal(getenv("STARPU_PERF_MODEL_DIR"), info.perfmodel_dir);
+	TG_OK_OR_FAIL(tg_shutdown());
+	/* and StarPU did use it: its bus calibration is there */
+	char bus[PATH_MAX];
+	snprintf(bus, sizeof bus, "%s/bus", info.perfmodel_dir);
+	if (!is_dir(bus))
+		fail_msg("StarPU wrote no bus calibration in '%s'", info.perfmodel_dir);
+}
+
+static void perfmodels_go_where_they_can_be_written(void **unused)
+{
+	(void)unused;
+	env_save();
+	char base[PATH_MAX], home[PATH_MAX + 16], want[PATH_MAX + 64], file[PATH_MAX + 16], xdg[PATH_MAX + 16];
+	scratch_dir(base, sizeof base, "perfmodels");
+	/* one folder per StarPU version: "starpu-1.3" */
+	char version[32];
+	TG_TEST_INIT("eager", -1, 0);
+	tg_runtime_info info;
+	TG_OK_OR_FAIL(tg_runtime_get_info(&info));
+	TG_OK_OR_FAIL(tg_shutdown());
+	int major = 0, minor = 0;
+	assert_int_equal(sscanf(info.starpu_version, "%d.%d", &major, &minor), 2);
+	snprintf(version, sizeof version, "starpu-%d.%d", major, minor);
+
+	/* a fresh HOME: taskgrad's cache there, made as needed */
+	snprintf(home, sizeof home, "%s/home", base);
+	setenv("HOME", home, 1);
+	snprintf(want, sizeof want, "%s/.cache/taskgrad/%s", home, version);
+	init_expect_perfmodel_dir(want, 0);
+	assert_null(getenv("STARPU_PERF_MODEL_DIR")); /* given back at shutdown */
+	init_expect_perfmodel_dir(want, 0);           /* and the same again */
+
+	/* XDG_CACHE_HOME wins over HOME */
+	snprintf(xdg, sizeof xdg, "%s/xdg", base);
+	setenv("XDG_CACHE_HOME", xdg, 1);
+	snprintf(want, sizeof want, "%s/taskgrad/%s", xdg, version);
+	init_expect_perfmodel_dir(want, 0);
+	unsetenv("XDG_CACHE_HOME");
+
+	/* HOME that cannot hold a folder (a regular file: refused even to root), or no HOME: a
+	 * temporary folder, said so */
+	snprintf(file, sizeof file, "%s/a-file", base);
+	FILE *f = fopen(file, "w");
+	assert_non_null(f);
+	fclose(f);
+	setenv("HOME", file, 1);
+	setenv("TMPDIR", base, 1);
+	init_expect_perfmodel_dir(NULL, 1);
+	unsetenv("HOME");
+	init_expect_perfmodel_dir(NULL, 1);
+	setenv("HOME", home, 1);
+
+	/* STARPU_HOME, the user's choice, and an error when it cannot be written */
+	snprintf(want, sizeof want, "%s/starpu-home/.starpu/sampling", base);
+	char sh[PATH_MAX + 16];
+	snprintf(sh, sizeof sh, "%s/starpu-home", base);
+	setenv("STARPU_HOME", sh, 1);
+	init_expect_perfmodel_dir(want, 0);
+	setenv("STARPU_HOME", file, 1);
+	tg_config cfg;
+	tg_config_default(&cfg);
+	cfg.ncuda = 0;
+	expect_error(tg_init(&cfg), TG_EINVAL, "STARPU_HOME=");
+	assert_false(tg_is_initialized());
+	assert_null(getenv("STARPU_PERF_MODEL_DIR"));
+	char longname[400];
+	memset(longname, 'x', sizeof longname - 1);
+	longname[0] = '/';
+	longname[sizeof longname - 1] = '\0';
+	setenv("STARPU_HOME", longname, 1);
+	expect_error(tg_init(&cfg), TG_EINVAL, "longer than");
+	unsetenv("STARPU_HOME");
+
+	/* STARPU_PERF_MODEL_DIR set by the user: used as it is, and left as it was */
+	snprintf(want, sizeof want, "%s/models", base);
+	setenv("STARPU_PERF_MODEL_DIR", want, 1);
+	init_expect_perfmodel_dir(want, 0);
+	assert_non_null(getenv("STARPU_PERF_MODEL_DIR"));
+	assert_string_equal(getenv("STARPU_PERF_MODEL_DIR"), want);
+	setenv("STARPU_PERF_MODEL_DIR", file, 1);
+	expect_error(tg_init(&cfg), TG_EINVAL, "STARPU_PERF_MODEL_DIR=");
+	env_give_back();
+}
+
+/* A first run under dmda in a fresh performance-model folder (StarPU calibrates the bus and
+ * warns about uncalibrated models), with stderr in a file; returns what was printed there. */
+static char *stderr_of_a_run(int verbose, const char *perfmodel_dir)
+{
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof path, "%s.stderr", perfmodel_dir);
+	fflush(stderr);
+	int saved = dup(2), fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+	assert_true(saved >= 0 && fd >= 0);
+	dup2(fd, 2);
+	close(fd);
+	setenv("STARPU_PERF_MODEL_DIR", perfmodel_dir, 1); /* fresh: StarPU calibrates the bus */
+	tg_config cfg;
+	tg_config_default(&cfg);
+	cfg.ncuda = 0;
+	cfg.sched = "dmda";
+	cfg.verbose = verbose;
+	int rc = tg_init(&cfg);
+	if (rc == 0) {
+		tg_tensor *a, *c;
+		float out[16];
+		tg_fill one = {TG_FILL_CONSTANT, 1, 0, 0, 0};
+		if ((rc = tg_tensor_new_filled(&a, "a", TG_F32, TG_SHAPE(4, 4), &one)) == 0 &&
+		    (rc = tg_tensor_new(&c, "c", TG_F32, TG_SHAPE(4, 4))) == 0) {
+			for (int i = 0; i < 4 && rc == 0; i++)
+				rc = tg_matmul(c, a, a, 0);
+			if (rc == 0)
+				rc = tg_tensor_to_host(c, out, sizeof out);
+			tg_tensor_free(a);
+			tg_tensor_free(c);
+		}
+		int rc2 = tg_shutdown();
+		rc = rc ? rc : rc2;
+	}
+	unsetenv("STARPU_PERF_MODEL_DIR");
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	TG_OK_OR_FAIL(rc);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	static char text[8192];
+	size_t n = fread(text, 1, sizeof text - 1, f);
+	text[n] = '\0';
+	fclose(f);
+	return text;
+}
+
+/* StarPU is silent unless the configuration or the user's STARPU_SILENT says otherwise. */
+static void quiet_unless_verbose(void **unused)
+{
+	(void)unused;
+	env_save();
+	char base[PATH_MAX], dir[PATH_MAX + 16];
+	scratch_dir(base, sizeof base, "quiet");
+	snprintf(dir, sizeof dir, "%s/silent", base);
+	char *text = stderr_of_a_run(0, dir);
+	if (text[0])
+		fail_msg("a quiet run printed on stderr: %s", text);
+	snprintf(dir, sizeof dir, "%s/verbose", base);
+	text = stderr_of_a_run(1, dir);
+	if (!strstr(text, "[starpu]"))
+		fail_msg("a verbose first run printed nothing of StarPU's (its bus calibration): '%s'", text);
+
+	/* the variable while the runtime runs, and after */
+	TG_TEST_INIT("eager", -1, 0);
+	assert_non_null(getenv("STARPU_SILENT"));
+	assert_string_equal(getenv("STARPU_SILENT"), "1");
+	TG_OK_OR_FAIL(tg_shutdown());
+	assert_null(getenv("STARPU_SILENT"));
+	setenv("STARPU_SILENT", "0", 1); /* the user's own choice stands */
+	TG_TEST_INIT("eager", -1, 0);
+	assert_string_equal(getenv("STARPU_SILENT"), "0");
+	TG_OK_OR_FAIL(tg_shutdown());
+	assert_string_equal(getenv("STARPU_SILENT"), "0");
+	env_give_back();
+}
+
+/* ------------------------------------------------------------------ bad tensors, offsets, sizes */
+
+static void child_view_of_an_orphan(int fd)
+{
+	(void)fd;
+	tg_config cfg;
+	tg_config_default(&cfg);
+	cfg.ncuda = 0;
+	tg_tensor *t, *v;
+	if (tg_init(&cfg) < 0 || tg_tensor_new(&t, "old", TG_F32, TG_SHAPE(4, 4)) < 0)
+		_exit(3);
+	tg_shutdown(); /* t is left over: an orphan */
+	if (tg_init(&cfg) < 0)
+		_exit(3);
+	int rc = tg_tensor_view(&v, t, "v", TG_SHAPE(2, 2), 0, 0);
+	_exit(rc == TG_ESTATE && strstr(tg_last_error(), "shut down") ? 0 : 6);
+}
+
+/* Views: every offset check is overflow-safe, and a view of a tensor from before a re-init
+ * is an error, not a hang. */
+static void views_never_overflow(void **unused)
+{
+	(void)unused;
+	TG_TEST_INIT("eager", -1, 0);
+	float zeros[5 * 6] = {0};
+	tg_tensor *p, *v;
+	TG_OK_OR_FAIL(tg_tensor_new_from_host(&p, "p", TG_F32, TG_SHAPE(5, 6), zeros, sizeof zeros));
+	static const struct {
+		int64_t rows, cols, row0, col0;
+	} bad[] = {
+		{2, 3, INT64_MAX, 0},    {2, 3, 0, INT64_MAX},     {1, 1, INT64_MAX, INT64_MAX},
+		{2, 3, -1, 0},           {2, 3, 0, -1},            {2, 3, INT64_MIN, 0},
+		{2, 3, 0, INT64_MIN},    {2, 3, 4, 0},             {2, 3, 0, 4},
+		{1, 1, 5, 0},            {1, 1, 0, 6},             {6, 6, 0, 0},
+		{5, 7, 0, 0},            {2, 3, (int64_t)1 << 32, 0}, {2, 3, 0, (int64_t)1 << 32},
+		{2, 3, (int64_t)UINT32_MAX, 0}, {2, 3, INT64_MAX - 1, 0},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		int rc = tg_tensor_view(&v, p, "v", TG_SHAPE(bad[i].rows, bad[i].cols), bad[i].row0, bad[i].col0);
+		if (rc != TG_ESHAPE)
+			fail_msg("view (%lld, %lld) at (%lld, %lld) of a (5, 6) tensor: %d (%s)", (long long)bad[i].rows,
+			         (long long)bad[i].cols, (long long)bad[i].row0, (long long)bad[i].col0, rc, tg_last_error());
+		assert_null(v);
+	}
+	/* the corner itself fits */
+	TG_OK_OR_FAIL(tg_tensor_view(&v, p, "v", TG_SHAPE(2, 3), 3, 3));
+	tg_tensor_free(v);
+	TG_OK_OR_FAIL(tg_tensor_view(&v, p, "v", TG_SHAPE(5, 6), 0, 0));
+	tg_tensor_free(v);
+
+	/* tg_tensor_shape_str: no buffer, no room, truncation */
+	char buf[16];
+	memset(buf, 'Z', sizeof buf);
+	assert_null(tg_tensor_shape_str(p, NULL, 8));
+	assert_null(tg_tensor_shape_str(p, buf, 0));
+	assert_true(buf[0] == 'Z');
+	assert_string_equal(tg_tensor_shape_str(p, buf, 4), "(5,");
+	assert_true(buf[4] == 'Z');
+	assert_string_equal(tg_tensor_shape_str(p, buf, sizeof buf), "(5, 6)");
+	assert_string_equal(tg_tensor_shape_str(NULL, buf, sizeof buf), "");
+	tg_tensor_free(p);
+	TG_OK_OR_FAIL(tg_shutdown());
+
+	int st = run_child(child_view_of_an_orphan, 30, 0);
+	if (st == -1)
+		fail_msg("a view of a tensor from before a re-init hung (killed after 30 s)");
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fail_msg("a view of a tensor from before a re-init: wait status 0x%x (expected an error naming the shutdown)",
+		         st);
+}
+
+/* Every entry point refuses a NULL tensor and a tensor of a runtime that was shut down. */
+static void every_entry_point_checks_its_tensors(void **unused)
+{
+	(void)unused;
+	TG_TEST_INIT("eager", -1, 0);
+	tg_tensor *old;
+	TG_OK_OR_FAIL(tg_tensor_new(&old, "old", TG_F32, TG_SHAPE(2, 2)));
+	TG_OK_OR_FAIL(tg_tensor_set_requires_grad(old, 1));
+	expect_error(tg_shutdown(), TG_ESTATE, "not freed");
+	TG_TEST_INIT("eager", -1, 0);
+	tg_tensor *t, *v;
+	TG_OK_OR_FAIL(tg_tensor_new(&t, "t", TG_F32, TG_SHAPE(2, 2)));
+	float x[4] = {0};
+	tg_tensor *bad[2] = {NULL, old};
+	for (int k = 0; k < 2; k++) {
+		int code = k ? TG_ESTATE : TG_EINVAL;
+		const char *why = k ? "shut down" : "NULL";
+		tg_tensor *b = bad[k];
+		expect_error(tg_tensor_to_host(b, x, sizeof x), code, why);
+		expect_error(tg_tensor_from_host(b, x, sizeof x), code, why);
+		expect_error(tg_tensor_fill(b, &(tg_fill){TG_FILL_ZEROS, 0, 0, 0, 0}), code, why);
+		expect_error(tg_tensor_prefetch(b, TG_BACKEND_CPU), code, why);
+		expect_error(tg_tensor_view(&v, b, "v", TG_SHAPE(1, 1), 0, 0), code, why);
+		expect_error(tg_tensor_set_grad(b, t), code, why);
+		expect_error(tg_tensor_set_grad(t, b), code, why);
+		expect_error(tg_backward(b), code, why);
+		expect_error(tg_backward_from(t, b), k ? code : TG_ESTATE, k ? why : "no forward op");
+		expect_error(tg_relu(t, b), code, why);
+		expect_error(tg_relu(b, t), code, why);
+		expect_error(tg_matmul(t, b, t, 0), code, why);
+		expect_error(tg_add(t, t, b), code, why);
+		expect_error(tg_sgd(b, NULL, &(tg_sgd_params){0.1f, 0, 0}), code, why);
+		expect_error(tg_tensor_check_usable(b, "mine"), code, why);
+	}
+	expect_error(tg_tensor_set_requires_grad(NULL, 1), TG_EINVAL, "NULL");
+	assert_int_equal(tg_tape_num_nodes(), 0);
+	tg_tensor_free(t);
+	TG_OK_OR_FAIL(tg_shutdown());
+	tg_tensor_free(old);
+}
+
+/* Host buffers must be exactly the tensor's size, both ways. */
+static void host_buffers_of_the_wrong_size(void **unused)
+{
+	(void)unused;
+	TG_TEST_INIT("eager", -1, 0);
+	float buf[7] = {0};
+	tg_tensor *t = (tg_tensor *)1;
+	const size_t wrong[] = {0, 4, 5 * sizeof(float), 7 * sizeof(float), SIZE_MAX};
+	for (int i = 0; i < 5; i++) {
+		expect_error(tg_tensor_new_from_host(&t, "t", TG_F32, TG_SHAPE(2, 3), buf, wrong[i]), TG_EINVAL, "24 bytes");
+		assert_null(t);
+	}
+	TG_OK_OR_FAIL(tg_tensor_new_from_host(&t, "t", TG_F32, TG_SHAPE(2, 3), buf, 6 * sizeof(float)));
+	for (int i = 0; i < 5; i++) {
+		expect_error(tg_tensor_to_host(t, buf, wrong[i]), TG_EINVAL, "24 bytes");
+		expect_error(tg_tensor_from_host(t, buf, wrong[i]), TG_EINVAL, "24 bytes");
+	}
+	tg_tensor_free(t);
 	TG_OK_OR_FAIL(tg_shutdown());
 }
 
@@ -325,6 +958,20 @@ static void shutdown_reports_tensors_not_freed(void **unused)
 	tg_tensor_free(t); /* only the host structure is left */
 }
 
+/* A failed test must not leave the runtime running for the next one. */
+static int stop_runtime(void **unused)
+{
+	(void)unused;
+	if (tg_is_initialized())
+		tg_shutdown();
+	unsetenv("STARPU_NCPU");
+	unsetenv("STARPU_NCPUS");
+	unsetenv("STARPU_CATCH_SIGNALS");
+	return 0;
+}
+#undef cmocka_unit_test
+#define cmocka_unit_test(f) cmocka_unit_test_teardown(f, stop_runtime)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -332,6 +979,7 @@ int main(void)
 		cmocka_unit_test(default_policy_is_lws),
 		cmocka_unit_test(invalid_policy_lists_the_valid_ones),
 		cmocka_unit_test(starpu_sched_in_the_environment),
+		cmocka_unit_test(broken_policies_are_refused),
 		cmocka_unit_test(worker_counts),
 		cmocka_unit_test(tensor_round_trips),
 		cmocka_unit_test(fills_are_seeded_and_counter_based),
@@ -339,6 +987,14 @@ int main(void)
 		cmocka_unit_test(invalid_shapes),
 		cmocka_unit_test(op_errors_before_submission),
 		cmocka_unit_test(shutdown_reports_tensors_not_freed),
+		cmocka_unit_test(crash_and_ctrl_c_end_the_process_after_reinit),
+		cmocka_unit_test(signal_dispositions_survive_cycles),
+		cmocka_unit_test(starpu_variables_starpu_would_abort_on),
+		cmocka_unit_test(perfmodels_go_where_they_can_be_written),
+		cmocka_unit_test(quiet_unless_verbose),
+		cmocka_unit_test(views_never_overflow),
+		cmocka_unit_test(every_entry_point_checks_its_tensors),
+		cmocka_unit_test(host_buffers_of_the_wrong_size),
 	};
 	return cmocka_run_group_tests_name("runtime", tests, NULL, NULL);
 }

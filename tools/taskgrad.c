@@ -5,14 +5,11 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "taskgrad.h"
 
@@ -55,6 +52,7 @@ static void usage_train(FILE *f)
 	        "  --log-every N     print the loss every N steps (default 100; 0: only the last)\n"
 	        "  --fast            let accumulations commute (not bit-reproducible across policies)\n"
 	        "  -q, --quiet       print only the final result\n"
+	        "  -v, --verbose     show StarPU's own messages (calibration, warnings) on stderr\n"
 	        "  -h, --help        show this help\n");
 }
 
@@ -121,22 +119,9 @@ static int parse_float(const char *opt, const char *s, double min, double max, i
 /* Refuse an output path that cannot be written, before any work is done. */
 static int check_output_path(const char *opt, const char *path)
 {
-	if (!*path)
-		return fail_usage("%s: empty file name", opt);
-	struct stat st;
-	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-		return fail_usage("%s: '%s' is a directory", opt, path);
-	char *copy = strdup(path);
-	if (!copy)
-		return fail_usage("out of memory");
-	const char *dir = dirname(copy);
-	int ok = stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
-	int writable = ok && access(dir, W_OK) == 0;
-	int rc = !ok ? fail_usage("%s: cannot write '%s': folder '%s' does not exist", opt, path, dir)
-	       : !writable ? fail_usage("%s: cannot write '%s': folder '%s' is not writable", opt, path, dir)
-	       : 0;
-	free(copy);
-	return rc;
+	if (tg_file_check_writable(path) < 0)
+		return fail_usage("%s: %s", opt, tg_last_error());
+	return 0;
 }
 
 static int cmd_policies(void)
@@ -165,6 +150,16 @@ enum {
 	OPT_NCUDA, OPT_GRAPH, OPT_GRAPH_STEP, OPT_LOG_EVERY, OPT_FAST
 };
 
+/* The one note taskgrad prints when StarPU's performance models cannot go to a cache. */
+static void note_perfmodel_dir(const tg_runtime_info *info)
+{
+	if (info->perfmodel_dir_temporary)
+		fprintf(stderr,
+		        "%s: note: no cache directory is writable ($XDG_CACHE_HOME, $HOME/.cache); StarPU's performance "
+		        "models go to %s for now (set STARPU_HOME to keep them)\n",
+		        prog, info->perfmodel_dir);
+}
+
 static int cmd_train(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -183,6 +178,7 @@ static int cmd_train(int argc, char **argv)
 		{"log-every", required_argument, NULL, OPT_LOG_EVERY},
 		{"fast", no_argument, NULL, OPT_FAST},
 		{"quiet", no_argument, NULL, 'q'},
+		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -196,7 +192,7 @@ static int cmd_train(int argc, char **argv)
 	opterr = 0;
 	optind = 1;
 	int c;
-	while ((c = getopt_long(argc, argv, ":qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":qvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case OPT_MODEL: model = optarg; break;
 		case OPT_SCHED: cfg.sched = optarg; break;
@@ -213,6 +209,7 @@ static int cmd_train(int argc, char **argv)
 		case OPT_LOG_EVERY: rc = parse_int("--log-every", optarg, 0, INT_MAX, &o.log_every); break;
 		case OPT_FAST: cfg.deterministic = 0; break;
 		case 'q': quiet = 1; break;
+		case 'v': cfg.verbose = 1; break;
 		case 'h': usage_train(stdout); return 0;
 		case ':': return fail_usage("option '%s' needs a value (see 'taskgrad train --help')", argv[optind - 1]);
 		default:
@@ -246,6 +243,7 @@ static int cmd_train(int argc, char **argv)
 	}
 	tg_runtime_info info;
 	tg_runtime_get_info(&info);
+	note_perfmodel_dir(&info);
 	if (!quiet)
 		printf("taskgrad %s: StarPU %s, policy %s, %d CPU + %d CUDA workers, %s mode\n"
 		       "model mlp (2 -> %d -> %d -> 2), two-spirals set, %d steps of batch %d, lr %g, momentum %g, seed %llu\n",
@@ -272,7 +270,7 @@ static int cmd_train(int argc, char **argv)
 	return 0;
 }
 
-int main(int argc, char **argv)
+static int run_command(int argc, char **argv)
 {
 	if (argc < 2) {
 		usage_main(stderr);
@@ -303,4 +301,15 @@ int main(int argc, char **argv)
 	if (cmd[0] == '-')
 		return fail_usage("unknown option '%s' (see 'taskgrad --help')", cmd);
 	return fail_usage("unknown command '%s' (see 'taskgrad --help')", cmd);
+}
+
+int main(int argc, char **argv)
+{
+	int rc = run_command(argc, argv);
+	/* What was printed must have reached its file: `taskgrad ... > /dev/full` is a failure. */
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "%s: writing the standard output failed: %s\n", prog, strerror(errno ? errno : EIO));
+		return rc ? rc : 1;
+	}
+	return rc;
 }

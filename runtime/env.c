@@ -1,0 +1,351 @@
+/* env.c — what taskgrad settles before StarPU starts, and gives back once it stops.
+ *
+ * StarPU aborts the process on a StarPU variable it cannot parse, writes its performance
+ * models under $HOME (aborting when that cannot be written), prints calibration chatter on
+ * stderr, and installs signal handlers that it never removes (after a second starpu_init
+ * they call themselves forever: a crash or a Ctrl-C then spins instead of ending the
+ * process). So before starpu_init taskgrad
+ *   - validates every number-valued StarPU variable (a clear error instead of an abort),
+ *   - picks the directory of the performance models and checks that it can be written,
+ *   - silences StarPU unless asked not to,
+ *   - keeps StarPU's hands off the signals and remembers their dispositions,
+ *   - works out how many CPU workers this machine can really run;
+ * and after starpu_shutdown it restores the environment and the signal dispositions. */
+#include "tg_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ StarPU's variables */
+
+/* The variables StarPU 1.3.10 and 1.4.10 read as whole numbers (starpu_get_env_number:
+ * abort on anything but digits, assertion failure on a negative value) ... */
+static const char *const int_vars[] = {
+	"STARPU_AUTOHETEROPRIO_FREEZE_GATHERING", "STARPU_AUTOHETEROPRIO_ORDERING_INTERVAL",
+	"STARPU_AUTOHETEROPRIO_PRINT_AFTER_ORDERING", "STARPU_AUTOHETEROPRIO_PRINT_DATA_ON_UPDATE",
+	"STARPU_AUTOHETEROPRIO_PRIORITY_ORDERING_POLICY", "STARPU_AUTOHETEROPRIO_TIME_ESTIMATION_POLICY",
+	"STARPU_BACKOFF_MAX", "STARPU_BACKOFF_MIN", "STARPU_BUS_CALIBRATE", "STARPU_BUS_STATS", "STARPU_CALIBRATE",
+	"STARPU_CALIBRATE_MINIMUM", "STARPU_CATCH_SIGNALS", "STARPU_CHECK_ENTIRE_PLATFORM", "STARPU_CODELET_PROFILING",
+	"STARPU_CUDA_ONLY_FAST_ALLOC_OTHER_MEMNODES", "STARPU_CUDA_PIPELINE", "STARPU_CUDA_THREAD_PER_DEV",
+	"STARPU_CUDA_THREAD_PER_WORKER", "STARPU_DATA_LOCALITY_ENFORCE", "STARPU_DIDUSE_BARRIER",
+	"STARPU_DISABLE_ASYNCHRONOUS_COPY", "STARPU_DISABLE_ASYNCHRONOUS_CUDA_COPY",
+	"STARPU_DISABLE_ASYNCHRONOUS_HIP_COPY", "STARPU_DISABLE_ASYNCHRONOUS_MAX_FPGA_COPY",
+	"STARPU_DISABLE_ASYNCHRONOUS_MIC_COPY", "STARPU_DISABLE_ASYNCHRONOUS_MPI_MS_COPY",
+	"STARPU_DISABLE_ASYNCHRONOUS_OPENCL_COPY", "STARPU_DISABLE_ASYNCHRONOUS_TCPIP_MS_COPY",
+	"STARPU_DISABLE_KERNELS", "STARPU_DISABLE_PINNING", "STARPU_DISK_SWAP_SIZE", "STARPU_DISPLAY_BINDINGS",
+	"STARPU_ENABLE_CUDA_GPU_GPU_DIRECT", "STARPU_ENABLE_MAP", "STARPU_ENERGY_PROFILING",
+	"STARPU_EXPECTED_TRANSFER_TIME_WRITEBACK", "STARPU_FXT_TRACE", "STARPU_GENERATE_TRACE", "STARPU_GLOBAL_ARBITER",
+	"STARPU_HETEROPRIO_CODELET_GROUPING_STRATEGY", "STARPU_HETEROPRIO_USE_AUTO_CALIBRATION",
+	"STARPU_HETEROPRIO_USE_LA", "STARPU_HIP_PIPELINE", "STARPU_HIP_THREAD_PER_DEV", "STARPU_HIP_THREAD_PER_WORKER",
+	"STARPU_HISTORY_MAX_ERROR", "STARPU_LIMIT_BANDWIDTH", "STARPU_LIMIT_CPU_MEM", "STARPU_LIMIT_CPU_NUMA_MEM",
+	"STARPU_LIMIT_CUDA_MEM", "STARPU_LIMIT_HIP_MEM", "STARPU_LIMIT_MAX_FPGA_MEM", "STARPU_LIMIT_MAX_SUBMITTED_TASKS",
+	"STARPU_LIMIT_MIN_SUBMITTED_TASKS", "STARPU_LIMIT_OPENCL_MEM", "STARPU_MAIN_THREAD_BIND",
+	"STARPU_MAIN_THREAD_COREID", "STARPU_MAIN_THREAD_CPUID", "STARPU_MALLOC_SIMULATION_FOLD",
+	"STARPU_MAX_MEMORY_USE", "STARPU_MAX_PRIO", "STARPU_MAX_WORKERSIZE", "STARPU_MEMORY_STATS",
+	"STARPU_MINIMUM_AVAILABLE_MEM", "STARPU_MINIMUM_CLEAN_BUFFERS", "STARPU_MIN_PRIO", "STARPU_MIN_WORKERSIZE",
+	"STARPU_MPI_MASTER_NODE", "STARPU_MPI_MS_MULTIPLE_THREAD", "STARPU_MPI_THREAD_COREID",
+	"STARPU_MPI_THREAD_CPUID", "STARPU_NCPU", "STARPU_NCPUS", "STARPU_NCUDA", "STARPU_NHIP", "STARPU_NMAX_FPGA",
+	"STARPU_NMIC", "STARPU_NMICTHREADS", "STARPU_NMPIMSTHREADS", "STARPU_NMPI_MS", "STARPU_NOPENCL",
+	"STARPU_NTASKS_THRESHOLD", "STARPU_NTCPIPMSTHREADS", "STARPU_NTCPIP_MS", "STARPU_NTHREADS_PER_CORE",
+	"STARPU_NWORKER_PER_CUDA", "STARPU_NWORKER_PER_HIP", "STARPU_OPENCL_ONLY_ON_CPUS", "STARPU_OPENCL_ON_CPUS",
+	"STARPU_OPENCL_PIPELINE", "STARPU_PCI_FLAT", "STARPU_PERF_MODEL_HOMOGENEOUS_CPU",
+	"STARPU_PERF_MODEL_HOMOGENEOUS_CUDA", "STARPU_PERF_MODEL_HOMOGENEOUS_MIC",
+	"STARPU_PERF_MODEL_HOMOGENEOUS_MPI_MS", "STARPU_PERF_MODEL_HOMOGENEOUS_OPENCL", "STARPU_PREFETCH",
+	"STARPU_RESERVE_NCPU", "STARPU_SCHED_GRAPH_TEST_DESCENDANTS", "STARPU_SCHED_READY",
+	"STARPU_SCHED_SORTED_ABOVE", "STARPU_SCHED_SORTED_BELOW", "STARPU_SILENT", "STARPU_SIMGRID",
+	"STARPU_SIMGRID_CUDA_MALLOC_COST", "STARPU_SIMGRID_CUDA_QUEUE_COST", "STARPU_SIMGRID_FETCHING_INPUT_COST",
+	"STARPU_SIMGRID_SCHED_COST", "STARPU_SIMGRID_TASK_PUSH_COST", "STARPU_SIMGRID_TASK_SUBMIT_COST",
+	"STARPU_SIMGRID_TRANSFER_COST", "STARPU_SINGLE_COMBINED_WORKER", "STARPU_STATS", "STARPU_SUBALLOCATOR",
+	"STARPU_SYNTHESIZE_ARITY_COMBINED_WORKER", "STARPU_TARGET_AVAILABLE_MEM", "STARPU_TARGET_CLEAN_BUFFERS",
+	"STARPU_TASK_BREAK_ON_EXEC", "STARPU_TASK_BREAK_ON_POP", "STARPU_TASK_BREAK_ON_PUSH",
+	"STARPU_TASK_BREAK_ON_SCHED", "STARPU_TASK_PROGRESS", "STARPU_TCPIP_MS_MULTIPLE_THREAD",
+	"STARPU_TCPIP_MS_PORT", "STARPU_TCPIP_MS_SLAVES", "STARPU_TCPIP_USE_LOCAL_SOCKET", "STARPU_TRACE_BUFFER_SIZE",
+	"STARPU_USE_NUMA", "STARPU_WATCHDOG_CRASH", "STARPU_WATCHDOG_DELAY", "STARPU_WORKERS_GETBIND",
+	"STARPU_WORKERS_NOBIND", "STARPU_WORKER_TREE",
+};
+
+/* ... and as numbers (starpu_get_env_float_default: abort on anything strtof leaves). */
+static const char *const float_vars[] = {
+	"STARPU_EXP_LEN_THRESHOLD", "STARPU_IDLE_POWER", "STARPU_SCHED_ALPHA", "STARPU_SCHED_BETA",
+	"STARPU_SCHED_GAMMA", "STARPU_WINDOW_TIME_SIZE",
+};
+
+#define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+int tg_env_whole_number(const char *var, long *value)
+{
+	*value = -1;
+	const char *s = getenv(var);
+	if (!s)
+		return 0;
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	TG_CHECK(*s && end != s && *end == '\0' && errno != ERANGE && (*s == '-' || *s == '+' || (*s >= '0' && *s <= '9')),
+	         TG_EINVAL, "%s='%s' in the environment is not a whole number (StarPU would abort on it); "
+	         "fix or unset %s", var, s, var);
+	TG_CHECK(v >= 0 && v <= INT_MAX, TG_EINVAL,
+	         "%s=%s in the environment must be between 0 and %d (StarPU would abort on it); fix or unset %s", var, s,
+	         INT_MAX, var);
+	*value = v;
+	return 0;
+}
+
+int tg_env_check_starpu_vars(void)
+{
+	long v;
+	for (size_t i = 0; i < NELEMS(int_vars); i++)
+		TG_TRY(tg_env_whole_number(int_vars[i], &v));
+	for (size_t i = 0; i < NELEMS(float_vars); i++) {
+		const char *s = getenv(float_vars[i]);
+		if (!s)
+			continue;
+		char *end;
+		float f = strtof(s, &end);
+		TG_CHECK(*s && end != s && *end == '\0' && isfinite(f), TG_EINVAL,
+		         "%s='%s' in the environment is not a finite number (StarPU would abort on it); fix or unset %s",
+		         float_vars[i], s, float_vars[i]);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ the machine */
+
+int tg_machine_cores(void)
+{
+	static int cores;
+	if (cores > 0)
+		return cores;
+	int n = 0;
+#ifdef STARPU_HAVE_HWLOC
+	/* StarPU counts cores with hwloc (one worker per core by default); so do we. */
+	hwloc_topology_t topo;
+	if (hwloc_topology_init(&topo) == 0) {
+#if HWLOC_API_VERSION >= 0x20000
+		hwloc_topology_set_io_types_filter(topo, HWLOC_TYPE_FILTER_KEEP_NONE);
+#endif
+		if (hwloc_topology_load(topo) == 0) {
+			n = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE);
+			if (n <= 0)
+				n = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PU);
+		}
+		hwloc_topology_destroy(topo);
+	}
+#endif
+	if (n <= 0) {
+		long k = sysconf(_SC_NPROCESSORS_ONLN);
+		n = k > 0 && k < INT_MAX ? (int)k : 1;
+	}
+	cores = n;
+	return cores;
+}
+
+int tg_env_max_cpu_workers(void)
+{
+	long per_core = 1;
+	if (tg_env_whole_number("STARPU_NTHREADS_PER_CORE", &per_core) < 0 || per_core < 1)
+		per_core = 1;
+	long n = (long)tg_machine_cores() * per_core;
+	return n < STARPU_MAXCPUS ? (int)n : STARPU_MAXCPUS;
+}
+
+/* ------------------------------------------------------------------ environment overrides */
+
+/* Variables taskgrad sets for StarPU while it runs, with the value they had before. */
+typedef struct env_override {
+	const char *name;
+	int active;   /* set by us; restore at shutdown */
+	char *saved;  /* the previous value, or NULL if it was unset */
+} env_override;
+
+static env_override overrides[] = {{"STARPU_SILENT", 0, NULL}, {"STARPU_PERF_MODEL_DIR", 0, NULL}};
+
+static int env_override_set(env_override *o, const char *value)
+{
+	const char *old = getenv(o->name);
+	char *saved = NULL;
+	if (!o->active && old) {
+		saved = strdup(old);
+		TG_CHECK(saved, TG_ENOMEM, "out of memory");
+	}
+	if (setenv(o->name, value, 1) != 0) {
+		free(saved);
+		return tg_error(TG_ENOMEM, "cannot set %s in the environment: %s", o->name, strerror(errno));
+	}
+	if (!o->active) {
+		o->saved = saved;
+		o->active = 1;
+	}
+	return 0;
+}
+
+void tg_env_restore(void)
+{
+	for (size_t i = 0; i < NELEMS(overrides); i++) {
+		env_override *o = &overrides[i];
+		if (!o->active)
+			continue;
+		if (o->saved)
+			setenv(o->name, o->saved, 1);
+		else
+			unsetenv(o->name);
+		free(o->saved);
+		o->saved = NULL;
+		o->active = 0;
+	}
+}
+
+/* ------------------------------------------------------------------ performance models */
+
+/* StarPU keeps its directory names in 256-byte buffers, with "codelets/NN/" appended. */
+#define PERFMODEL_DIR_MAX 200
+
+/* mkdir -p, mode 0700 for what it creates. */
+static int make_dirs(const char *path, char *why, size_t whysize)
+{
+	char buf[PATH_MAX];
+	if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+		snprintf(why, whysize, "the name is too long");
+		return -1;
+	}
+	for (char *p = buf + 1;; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char c = *p;
+		*p = '\0';
+		struct stat st;
+		if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
+			snprintf(why, whysize, "cannot create '%s': %s", buf, strerror(errno));
+			return -1;
+		}
+		if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
+			snprintf(why, whysize, "'%s' is not a directory", buf);
+			return -1;
+		}
+		*p = c;
+		if (c == '\0')
+			break;
+	}
+	return 0;
+}
+
+/* 0 if dir exists (made if needed) and a file can be created in it; else why. */
+static int usable_dir(const char *dir, char *why, size_t whysize)
+{
+	if (strlen(dir) > PERFMODEL_DIR_MAX) {
+		snprintf(why, whysize, "the name is longer than the %d characters StarPU accepts", PERFMODEL_DIR_MAX);
+		return -1;
+	}
+	if (make_dirs(dir, why, whysize) < 0)
+		return -1;
+	char probe[PATH_MAX];
+	snprintf(probe, sizeof probe, "%s/.taskgrad-probe.XXXXXX", dir);
+	int fd = mkstemp(probe);
+	if (fd < 0) {
+		snprintf(why, whysize, "cannot write in it: %s", strerror(errno));
+		return -1;
+	}
+	close(fd);
+	unlink(probe);
+	return 0;
+}
+
+/* A temporary directory made once per process, when nothing else can be written. */
+static char temp_dir[PATH_MAX];
+
+static int pick_perfmodel_dir(tg_runtime_info *info)
+{
+	char why[PATH_MAX + 128], dir[PATH_MAX];
+	const char *env;
+	info->perfmodel_dir_temporary = 0;
+	/* The user's choice first, and then it must work. */
+	if ((env = getenv("STARPU_PERF_MODEL_DIR")) && *env) {
+		TG_CHECK(usable_dir(env, why, sizeof why) == 0, TG_EINVAL,
+		         "STARPU_PERF_MODEL_DIR=%s cannot hold StarPU's performance models: %s", env, why);
+		snprintf(info->perfmodel_dir, sizeof info->perfmodel_dir, "%s", env);
+		return 0;
+	}
+	if ((env = getenv("STARPU_HOME")) && *env) {
+		snprintf(dir, sizeof dir, "%s/.starpu/sampling", env);
+		TG_CHECK(usable_dir(dir, why, sizeof why) == 0, TG_EINVAL,
+		         "STARPU_HOME=%s cannot hold StarPU's performance models (%s): %s", env, dir, why);
+	} else {
+		/* taskgrad's cache, one directory per StarPU version (their files differ). */
+		const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+		dir[0] = '\0';
+		if (xdg && xdg[0] == '/')
+			snprintf(dir, sizeof dir, "%s/taskgrad/starpu-%d.%d", xdg, STARPU_MAJOR_VERSION, STARPU_MINOR_VERSION);
+		else if (home && home[0] == '/')
+			snprintf(dir, sizeof dir, "%s/.cache/taskgrad/starpu-%d.%d", home, STARPU_MAJOR_VERSION,
+			         STARPU_MINOR_VERSION);
+		if (!dir[0] || usable_dir(dir, why, sizeof why) < 0) {
+			if (!temp_dir[0]) {
+				const char *tmp = getenv("TMPDIR");
+				char tmpl[PATH_MAX];
+				snprintf(tmpl, sizeof tmpl, "%s/taskgrad-starpu-XXXXXX", tmp && tmp[0] == '/' ? tmp : "/tmp");
+				if (strlen(tmpl) > PERFMODEL_DIR_MAX)
+					snprintf(tmpl, sizeof tmpl, "/tmp/taskgrad-starpu-XXXXXX");
+				TG_CHECK(mkdtemp(tmpl), TG_EIO,
+				         "no directory can hold StarPU's performance models (not in $XDG_CACHE_HOME, $HOME or "
+				         "$TMPDIR: %s); set STARPU_HOME to a writable directory", strerror(errno));
+				snprintf(temp_dir, sizeof temp_dir, "%s", tmpl);
+			}
+			snprintf(dir, sizeof dir, "%s", temp_dir);
+			TG_CHECK(usable_dir(dir, why, sizeof why) == 0, TG_EIO,
+			         "no directory can hold StarPU's performance models (%s: %s); set STARPU_HOME to a writable "
+			         "directory", dir, why);
+			info->perfmodel_dir_temporary = 1;
+		}
+	}
+	snprintf(info->perfmodel_dir, sizeof info->perfmodel_dir, "%s", dir);
+	/* Tell StarPU exactly (it would let XDG_CACHE_HOME win over STARPU_HOME). */
+	return env_override_set(&overrides[1], dir);
+}
+
+int tg_env_setup(const tg_config *cfg, tg_runtime_info *info)
+{
+	int rc = pick_perfmodel_dir(info);
+	if (rc == 0 && !cfg->verbose && !getenv("STARPU_SILENT"))
+		rc = env_override_set(&overrides[0], "1");
+	if (rc < 0)
+		tg_env_restore();
+	return rc;
+}
+
+/* ------------------------------------------------------------------ signals */
+
+/* The dispositions before starpu_init, and right after it. At shutdown a signal whose
+ * disposition is still the one StarPU left gets the one from before back; one that the
+ * application changed while the runtime ran keeps the application's. */
+static const int saved_signals[] = {SIGINT, SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGTERM, SIGTRAP};
+static struct sigaction before_init[NELEMS(saved_signals)], after_init[NELEMS(saved_signals)];
+
+void tg_signals_save(void)
+{
+	for (size_t i = 0; i < NELEMS(saved_signals); i++) {
+		sigaction(saved_signals[i], NULL, &before_init[i]);
+		after_init[i] = before_init[i];
+	}
+}
+
+void tg_signals_started(void)
+{
+	for (size_t i = 0; i < NELEMS(saved_signals); i++)
+		sigaction(saved_signals[i], NULL, &after_init[i]);
+}
+
+void tg_signals_restore(void)
+{
+	for (size_t i = 0; i < NELEMS(saved_signals); i++) {
+		struct sigaction now;
+		sigaction(saved_signals[i], NULL, &now);
+		if (now.sa_handler == after_init[i].sa_handler)
+			sigaction(saved_signals[i], &before_init[i], NULL);
+	}
+}

@@ -1,0 +1,193 @@
+/*
+ * test_policies.c — a short training under every scheduling policy the linked StarPU predefines.
+ *
+ * Each policy runs in a child process of its own, with a time limit, so that one that crashes,
+ * hangs or (in the sanitizer build) leaks is reported by name while the others still run. A
+ * policy that tg_init refuses as broken in the linked StarPU (TG_ENOTSUP, with the reason) is
+ * reported as skipped, with that reason. In
+ * deterministic mode every policy must give bit-identical losses, and the policy that runs
+ * must be the one asked for. A last child sweeps all the policies in one process (init and
+ * shutdown again and again, as a policy comparison does) and must give the same losses.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "taskgrad.h"
+
+#define STEPS 40
+#define LIMIT_S 120
+
+/* Train the MLP for STEPS steps under sched; 0 and the losses, or -1 with a message. */
+static int train(const char *sched, float *losses, char *why, size_t whysize)
+{
+	tg_config cfg;
+	tg_config_default(&cfg);
+	cfg.sched = sched;
+	cfg.ncuda = 0;
+	int rc = tg_init(&cfg);
+	if (rc < 0) {
+		snprintf(why, whysize, "tg_init: %s", tg_last_error());
+		return rc == TG_ENOTSUP ? 1 : -1;
+	}
+	tg_runtime_info info;
+	tg_runtime_get_info(&info);
+	if (strcmp(info.sched, sched) != 0) {
+		snprintf(why, whysize, "asked for %s, runs %s", sched, info.sched);
+		rc = -1;
+	}
+	tg_train_opts o;
+	tg_train_opts_default(&o);
+	o.steps = STEPS;
+	tg_train_result r;
+	if (rc == 0 && tg_train_mlp_spirals(&o, &r) < 0) {
+		snprintf(why, whysize, "training: %s", tg_last_error());
+		rc = -1;
+	}
+	if (rc == 0) {
+		memcpy(losses, r.losses, STEPS * sizeof *losses);
+		free(r.losses);
+	}
+	if (tg_shutdown() < 0 && rc == 0) {
+		snprintf(why, whysize, "tg_shutdown: %s", tg_last_error());
+		rc = -1;
+	}
+	return rc;
+}
+
+/* Run in a child: the losses of each policy in names (one, or all for the sweep) through the
+ * pipe, NaN for a policy refused as broken (exit 77 when it is the only one). Ends with exit(),
+ * so that the leak checker of the sanitizer build runs. */
+static void child(int fd, char **names, int n)
+{
+	for (int i = 0; i < n; i++) {
+		float losses[STEPS];
+		char why[1200];
+		int rc = train(names[i], losses, why, sizeof why);
+		if (rc < 0) {
+			fprintf(stderr, "%s: %s\n", names[i], why);
+			exit(3);
+		}
+		if (rc > 0) {
+			if (n == 1) {
+				printf("ok - %s # SKIP %s\n", names[i], why);
+				exit(77);
+			}
+			for (int s = 0; s < STEPS; s++)
+				losses[s] = NAN;
+		}
+		if (write(fd, losses, sizeof losses) != (ssize_t)sizeof losses)
+			exit(4);
+	}
+	exit(0);
+}
+
+/* Fork a child for names; read n rows of losses; report how it ended. 0 when all went well,
+ * 1 when the policy was refused as broken. */
+static int run_child(const char *label, char **names, int n, float (*out)[STEPS])
+{
+	int fds[2];
+	if (pipe(fds) != 0)
+		return -1;
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		close(fds[0]);
+		alarm(LIMIT_S); /* a hang ends the child with SIGALRM */
+		child(fds[1], names, n);
+	}
+	close(fds[1]);
+	size_t want = (size_t)n * sizeof *out, got = 0;
+	ssize_t k;
+	while (got < want && (k = read(fds[0], (char *)out + got, want - got)) > 0)
+		got += (size_t)k;
+	close(fds[0]);
+	int st;
+	waitpid(pid, &st, 0);
+	if (WIFSIGNALED(st)) {
+		printf("not ok - %s: killed by signal %d%s\n", label, WTERMSIG(st),
+		       WTERMSIG(st) == SIGALRM ? " (it ran past the time limit: a hang)" : "");
+		return -1;
+	}
+	if (WEXITSTATUS(st) == 77)
+		return 1; /* refused as broken in this StarPU: the child said why */
+	if (WEXITSTATUS(st) != 0 || got != want) {
+		printf("not ok - %s: exit status %d%s\n", label, WEXITSTATUS(st),
+		       WEXITSTATUS(st) == 3 ? "" : " (a sanitizer report, or the losses did not arrive)");
+		return -1;
+	}
+	return 0;
+}
+
+int main(void)
+{
+	char buf[4096];
+	if (tg_sched_policy_names(buf, sizeof buf) < 0) {
+		printf("not ok - %s\n", tg_last_error());
+		return 1;
+	}
+	char *names[128];
+	int n = 0;
+	for (char *p = strtok(buf, ", "); p && n < 128; p = strtok(NULL, ", "))
+		names[n++] = p;
+	printf("1..%d\n", n + 1);
+	float(*losses)[STEPS] = calloc((size_t)n, sizeof *losses);
+	float(*sweep)[STEPS] = calloc((size_t)n, sizeof *sweep);
+	int *ran = calloc((size_t)n, sizeof *ran);
+	if (!losses || !sweep || !ran)
+		return 99;
+	int failures = 0, reference = -1;
+	for (int i = 0; i < n; i++) {
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		int rc = run_child(names[i], &names[i], 1, &losses[i]);
+		if (rc != 0) {
+			failures += rc < 0;
+			continue;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		ran[i] = 1;
+		if (reference < 0)
+			reference = i;
+		int first = -1;
+		for (int s = 0; s < STEPS && first < 0; s++)
+			if (memcmp(&losses[i][s], &losses[reference][s], sizeof(float)) != 0)
+				first = s;
+		if (first >= 0) {
+			printf("not ok - %s: the loss of step %d is %.9g, %.9g under %s (deterministic mode must not depend "
+			       "on the policy)\n", names[i], first, (double)losses[i][first], (double)losses[reference][first],
+			       names[reference]);
+			failures++;
+			continue;
+		}
+		printf("ok - %s: %d steps, final loss %.6f, %.2f s\n", names[i], STEPS, (double)losses[i][STEPS - 1],
+		       (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9);
+	}
+	/* every policy again, one after the other in one process */
+	if (run_child("all policies in one process", names, n, sweep) == 0) {
+		int bad = 0;
+		for (int i = 0; i < n; i++)
+			if (ran[i] && memcmp(sweep[i], losses[i], sizeof sweep[i]) != 0) {
+				printf("# %s: other losses when run after the others in one process\n", names[i]);
+				bad++;
+			}
+		printf("%s - all %d policies in one process%s\n", bad ? "not ok" : "ok", n, bad ? ": losses differ" : "");
+		failures += bad != 0;
+	} else {
+		failures++;
+	}
+	free(losses);
+	free(sweep);
+	free(ran);
+	printf("# %d policies, %d failure(s)\n", n, failures);
+	return failures ? 1 : 0;
+}
