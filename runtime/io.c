@@ -59,12 +59,12 @@ static int resolve_target(const char *path, output_target *t)
 			return code;
 		}
 		t->file = real;
-		t->perm = st.st_mode & 07777;
+		t->perm = st.st_mode & 0777;
 	} else {
 		TG_CHECK(S_ISREG(st.st_mode), TG_EIO,
 		         "will not write '%s': it is %s, and outputs replace regular files only", path, file_kind(st.st_mode));
 		t->file = strdup(path);
-		t->perm = st.st_mode & 07777;
+		t->perm = st.st_mode & 0777;
 	}
 	TG_CHECK(t->file, TG_ENOMEM, "out of memory");
 	const char *slash = strrchr(t->file, '/');
