@@ -31,6 +31,14 @@ static int make_grad(tg_tensor *t)
 {
 	if (t->grad)
 		return 0;
+	if (t->parent) {
+		/* a part's gradient is the same part of its parent's gradient */
+		TG_TRY(make_grad(t->parent));
+		TG_TRY(tg_plan_mirror(t, t->parent->grad, &t->grad));
+		t->grad->grad_of = t;
+		t->grad_owned = 0;
+		return 0;
+	}
 	char name[256];
 	snprintf(name, sizeof name, "d%s", t->name);
 	char *saved = tg_rt.layer;
@@ -50,7 +58,7 @@ int tg_grad_target(const tg_node *fwd, int i, tg_tensor **grad, unsigned *mode)
 	*mode = TG_W;
 	TG_CHECK(fwd && i >= 0 && i < fwd->n, TG_EINVAL, "tg_grad_target: operand %d out of range", i);
 	tg_tensor *t = tg_node_tensor_live(fwd, i);
-	TG_CHECK(t, TG_ESTATE, "%s: input %d was freed before the backward pass", fwd->task_name, i);
+	TG_CHECK(t, TG_ESTATE, "%s: input %d was freed before the backward pass", fwd->name, i);
 	if (!t->requires_grad)
 		return 0;
 	TG_TRY(make_grad(t));
@@ -92,10 +100,10 @@ static int check_versions(const tg_node *n)
 {
 	for (int k = 0; k < n->n; k++) {
 		const tg_tensor *t = tg_node_tensor_live(n, k);
-		TG_CHECK(t, TG_ESTATE, "tg_backward: an operand of %s was freed before the backward pass", n->task_name);
+		TG_CHECK(t, TG_ESTATE, "tg_backward: an operand of %s was freed before the backward pass", n->name);
 		TG_CHECK(t->version == n->opd[k].version, TG_ESTATE,
 		         "tg_backward: '%s' was overwritten after %s used it (run the backward pass of a forward before "
-		         "reusing its tensors)", t->name, n->task_name);
+		         "reusing its tensors)", t->name, n->name);
 	}
 	return 0;
 }
@@ -112,11 +120,12 @@ int tg_backward_from(tg_tensor *loss, tg_tensor *dout)
 	TG_TRY(tg_tensor_check_usable(loss, "tg_backward"));
 	if (dout)
 		TG_TRY(tg_tensor_check_usable(dout, "tg_backward"));
+	TG_CHECK(!tg_rt.open_op, TG_ESTATE, "tg_backward: an op is open (tg_op_begin without tg_op_end)");
 	tg_graph *g = tg_rt.graph;
 	int start = -1;
 	if (loss->graph_serial == g->serial) {
-		for (int i = g->nnodes - 1; i >= 0 && start < 0; i--) {
-			const tg_node *n = g->nodes[i];
+		for (int i = g->nops - 1; i >= 0 && start < 0; i--) {
+			const tg_node *n = g->ops[i];
 			if (n->phase != TG_PHASE_FWD)
 				continue;
 			for (int k = 0; k < n->n; k++)
@@ -137,7 +146,7 @@ int tg_backward_from(tg_tensor *loss, tg_tensor *dout)
 	tg_rt.layer = NULL;
 	int rc = 0;
 	for (int i = start; i >= 0 && rc == 0; i--) {
-		const tg_node *n = g->nodes[i];
+		const tg_node *n = g->ops[i];
 		if (n->phase != TG_PHASE_FWD)
 			continue;
 		int reached = 0;
@@ -147,16 +156,16 @@ int tg_backward_from(tg_tensor *loss, tg_tensor *dout)
 		if (!reached)
 			continue;
 		if (!n->op->backward) {
-			rc = tg_error(TG_ENOTSUP, "tg_backward: op '%s' (%s) has no backward rule", n->op->name, n->task_name);
+			rc = tg_error(TG_ENOTSUP, "tg_backward: op '%s' has no backward rule", n->op->name);
 			break;
 		}
 		if ((rc = check_versions(n)) < 0)
 			break;
-		/* backward nodes carry the tags of their forward node (a copy: a rule may retag) */
+		/* backward tasks carry the tags of their forward op (a copy: a rule may retag) */
 		if ((rc = tg_tag_layer(n->layer >= 0 ? g->layers[n->layer] : NULL)) < 0)
 			break;
 		tg_rt.microbatch = n->microbatch;
-		tg_rt.fwd_node = n->id;
+		tg_rt.fwd_node = n->first_task;
 		rc = n->op->backward(n);
 	}
 	free(tg_rt.layer);

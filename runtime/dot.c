@@ -17,7 +17,7 @@ static const char *kind_name[TG_KIND_COUNT] = {
 	[TG_KIND_OPTIMIZER] = "optimizer", [TG_KIND_DATA] = "data",
 	[TG_KIND_OTHER] = "other",
 };
-static const char *phase_name[] = {"forward", "backward", "optimizer"};
+static const char *phase_name[] = {"forward", "backward", "optimizer", "partition switch"};
 
 /* A DOT string body: quotes and backslashes escaped, a newline as DOT's \n, other control
  * characters as '?' (names come from users: a name must never end the string early or
@@ -69,7 +69,7 @@ static int longest_path(const tg_graph *g, int *path_from, double *total, int *l
 	}
 	int best = 0;
 	for (int i = 0; i < g->nnodes; i++) { /* record order is a topological order */
-		const tg_node *n = g->nodes[i];
+		const tg_task_node *n = g->nodes[i];
 		dist[i] = 0;
 		from[i] = -1;
 		for (int k = 0; k < n->npred; k++)
@@ -93,7 +93,7 @@ static int longest_path(const tg_graph *g, int *path_from, double *total, int *l
 	return 0;
 }
 
-static void put_node(FILE *f, const tg_graph *g, const tg_node *n, int on_path, const char *indent)
+static void put_node(FILE *f, const tg_graph *g, const tg_task_node *n, int on_path, const char *indent)
 {
 	int kind = n->op->kind >= 0 && n->op->kind < TG_KIND_COUNT ? n->op->kind : TG_KIND_OTHER;
 	fprintf(f, "%sn%d [label=\"", indent, n->id);
@@ -107,6 +107,8 @@ static void put_node(FILE *f, const tg_graph *g, const tg_node *n, int on_path, 
 		fprintf(f, ", style=\"filled,dashed\"");
 	else if (n->phase == TG_PHASE_OPT)
 		fprintf(f, ", shape=hexagon");
+	else if (n->phase == TG_PHASE_DATA)
+		fprintf(f, ", shape=ellipse, fontsize=8");
 	if (on_path)
 		fprintf(f, ", color=\"#d62828\", penwidth=2.5");
 	fprintf(f, ", tooltip=\"");
@@ -139,7 +141,7 @@ int tg_graph_write_dot(const tg_graph *g, FILE *f)
 	fprintf(f, "digraph taskgrad {\n");
 	fprintf(f, "  graph [rankdir=TB, fontname=\"Helvetica\", fontsize=12, labelloc=t, "
 	           "label=\"taskgrad: %d tasks, %d dependencies; red: longest path by flop count "
-	           "(%d tasks, %.3g MFLOP)\\nfill: op kind; dashed: backward; hexagon: optimizer\"];\n",
+	           "(%d tasks, %.3g MFLOP)\\nfill: op kind; dashed: backward; hexagon: optimizer; ellipse: partition switch\"];\n",
 	        g->nnodes, g->nedges, cp_len, cp_flops / 1e6);
 	fprintf(f, "  node [shape=box, style=filled, fontname=\"Helvetica\", fontsize=10];\n");
 	fprintf(f, "  edge [color=\"#555555\", arrowsize=0.6];\n");
@@ -158,7 +160,7 @@ int tg_graph_write_dot(const tg_graph *g, FILE *f)
 			fprintf(f, "  }\n");
 	}
 	for (int i = 0; i < g->nnodes; i++) {
-		const tg_node *n = g->nodes[i];
+		const tg_task_node *n = g->nodes[i];
 		for (int k = 0; k < n->npred; k++) {
 			int p = n->preds[k];
 			fprintf(f, "  n%d -> n%d", p, i);

@@ -1,6 +1,8 @@
 /* graph.c — the tape: every submitted task is recorded as a node, with the edges StarPU
  * infers from access modes under sequential consistency (read after the last write, write
- * after the reads since, commuting accumulations as one group). */
+ * after the reads since, commuting accumulations as one group). Partition switches are
+ * tasks too (StarPU submits them as such). Beside the tasks, the graph keeps the ops they
+ * belong to, with the tensors as the ops were given them: what autograd walks. */
 #include "tg_internal.h"
 
 #include <limits.h>
@@ -53,11 +55,16 @@ void tg_graph_free(tg_graph *g)
 	if (!g)
 		return;
 	for (int i = 0; i < g->nnodes; i++) {
-		free(g->nodes[i]->args);
+		free(g->nodes[i]->opd);
 		free(g->nodes[i]->preds);
 		free(g->nodes[i]);
 	}
 	free(g->nodes);
+	for (int i = 0; i < g->nops; i++) {
+		free(g->ops[i]->args);
+		free(g->ops[i]);
+	}
+	free(g->ops);
 	for (int i = 0; i < g->ntensors; i++) {
 		drop_tracking(&g->tensors[i]);
 		free(g->tensors[i].name);
@@ -86,8 +93,9 @@ static int layer_index(tg_graph *g, const char *layer, int *out)
 	return 0;
 }
 
-static int tensor_slot(tg_graph *g, tg_tensor *t, int *out)
+int tg_graph_slot(tg_tensor *t, int *out)
 {
+	tg_graph *g = tg_rt.graph;
 	if (t->graph_serial == g->serial) {
 		*out = t->graph_slot;
 		return 0;
@@ -99,6 +107,7 @@ static int tensor_slot(tg_graph *g, tg_tensor *t, int *out)
 	TG_CHECK(gt->name, TG_ENOMEM, "out of memory (graph)");
 	gt->live = t;
 	gt->id = t->id;
+	gt->parent_id = t->parent ? t->parent->id : 0;
 	gt->dtype = t->dtype;
 	gt->rank = t->rank;
 	memcpy(gt->shape, t->shape, sizeof gt->shape);
@@ -108,7 +117,7 @@ static int tensor_slot(tg_graph *g, tg_tensor *t, int *out)
 	return 0;
 }
 
-static int add_pred(tg_graph *g, tg_node *n, int pred)
+static int add_pred(tg_graph *g, tg_task_node *n, int pred)
 {
 	if (pred == n->id)
 		return 0;
@@ -120,7 +129,7 @@ static int add_pred(tg_graph *g, tg_node *n, int pred)
 	return 0;
 }
 
-static int add_preds(tg_graph *g, tg_node *n, const int *preds, int npreds)
+static int add_preds(tg_graph *g, tg_task_node *n, const int *preds, int npreds)
 {
 	for (int i = 0; i < npreds; i++)
 		TG_TRY(add_pred(g, n, preds[i]));
@@ -128,7 +137,7 @@ static int add_preds(tg_graph *g, tg_node *n, const int *preds, int npreds)
 }
 
 /* The dependency rules of StarPU's sequential consistency, applied to one access. */
-static int track(tg_graph *g, tg_gtensor *gt, tg_node *n, unsigned mode, int commute)
+static int track(tg_graph *g, tg_gtensor *gt, tg_task_node *n, unsigned mode, int commute)
 {
 	if (mode == TG_R) {
 		TG_TRY(add_preds(g, n, gt->writers, gt->nwriters));
@@ -158,10 +167,92 @@ static int track(tg_graph *g, tg_gtensor *gt, tg_node *n, unsigned mode, int com
 	return 0;
 }
 
-int tg_graph_record(tg_node **out, const tg_task_spec *s)
+/* A new task node with n operands, appended to the current graph. */
+static int new_task(tg_task_node **out, const tg_op_desc *op, const char *task_name, tg_phase phase, int n,
+                    const char *layer)
 {
 	tg_graph *g = tg_rt.graph;
 	TG_TRY(grow(&g->nodes, &g->capnodes, g->nnodes + 1, sizeof *g->nodes));
+	tg_task_node *t = calloc(1, sizeof *t);
+	TG_CHECK(t, TG_ENOMEM, "out of memory (graph)");
+	t->opd = calloc((size_t)n, sizeof *t->opd);
+	if (!t->opd) {
+		free(t);
+		return tg_error(TG_ENOMEM, "out of memory (graph)");
+	}
+	t->id = g->nnodes;
+	t->graph = g;
+	t->op = op;
+	t->task_name = task_name;
+	t->phase = phase;
+	t->microbatch = tg_rt.microbatch;
+	t->fwd_node = tg_rt.fwd_node;
+	t->oprec = -1;
+	t->n = n;
+	g->nodes[g->nnodes++] = t; /* owned by the graph from here on */
+	TG_TRY(layer_index(g, layer, &t->layer));
+	*out = t;
+	return 0;
+}
+
+int tg_graph_record_task(tg_task_node **out, const tg_task_spec *s, int oprec)
+{
+	tg_graph *g = tg_rt.graph;
+	tg_task_node *n;
+	TG_TRY(new_task(&n, s->op, s->name ? s->name : s->cl->name, s->phase, s->n, s->layer ? s->layer : tg_rt.layer));
+	n->oprec = oprec;
+	n->flops = s->flops;
+	for (int i = 0; i < s->n; i++) {
+		tg_tensor *t = s->t[i];
+		TG_TRY(tg_graph_slot(t, &n->opd[i].slot));
+		n->opd[i].mode = s->mode[i];
+		/* The one place where an access is decided to commute: StarPU gets the same
+		 * (tg_submit) as the tape's edges. In deterministic mode accumulations keep their
+		 * submission order. */
+		n->opd[i].commute = s->mode[i] == TG_ACC && !tg_rt.cfg.deterministic;
+		if (s->mode[i] & TG_W)
+			tg_tensor_bump_version(t);
+		n->opd[i].version = t->version;
+		n->bytes += t->nbytes;
+		TG_TRY(track(g, &g->tensors[n->opd[i].slot], n, s->mode[i], n->opd[i].commute));
+	}
+	*out = n;
+	return 0;
+}
+
+/* The op that switches partitions, for the tape (not one users submit). */
+static const tg_op_desc switch_op = {
+	.name = "partition",
+	.kind = TG_KIND_DATA,
+	.doc = "partition switch: a tensor and its parts, as StarPU hands them over",
+};
+
+int tg_graph_record_switch(const tg_plan *p, int partition)
+{
+	tg_graph *g = tg_rt.graph;
+	tg_task_node *n;
+	int saved = tg_rt.fwd_node;
+	tg_rt.fwd_node = -1;
+	int rc = new_task(&n, &switch_op, partition ? "partition" : "unpartition", TG_PHASE_DATA, p->n + 1,
+	                  p->parent->layer);
+	tg_rt.fwd_node = saved;
+	TG_TRY(rc);
+	/* what StarPU's switch task accesses; versions stay (the values do not change) */
+	for (int i = 0; i <= p->n; i++) {
+		tg_tensor *t = i == 0 ? p->parent : p->children[i - 1];
+		unsigned mode = i == 0 ? (partition ? TG_RW : TG_W) : (partition ? TG_W : TG_RW);
+		TG_TRY(tg_graph_slot(t, &n->opd[i].slot));
+		n->opd[i].mode = mode;
+		n->opd[i].version = t->version;
+		TG_TRY(track(g, &g->tensors[n->opd[i].slot], n, mode, 0));
+	}
+	return 0;
+}
+
+int tg_graph_record_op(tg_node **out, const tg_task_spec *s)
+{
+	tg_graph *g = tg_rt.graph;
+	TG_TRY(grow(&g->ops, &g->capops, g->nops + 1, sizeof *g->ops));
 	tg_node *n = calloc(1, sizeof *n);
 	TG_CHECK(n, TG_ENOMEM, "out of memory (graph)");
 	if (s->args_size) {
@@ -173,30 +264,20 @@ int tg_graph_record(tg_node **out, const tg_task_spec *s)
 		memcpy(n->args, s->args, s->args_size);
 		n->args_size = s->args_size;
 	}
-	n->id = g->nnodes;
+	n->id = g->nops;
 	n->graph = g;
 	n->op = s->op;
-	n->task_name = s->name ? s->name : s->cl->name;
+	n->name = s->name ? s->name : s->cl ? s->cl->name : s->op->name;
 	n->phase = s->phase;
 	n->microbatch = tg_rt.microbatch;
-	n->fwd_node = tg_rt.fwd_node;
-	n->flops = s->flops;
+	n->first_task = g->nnodes;
 	n->n = s->n;
-	g->nodes[g->nnodes++] = n; /* owned by the graph from here on */
+	g->ops[g->nops++] = n;
 	TG_TRY(layer_index(g, s->layer ? s->layer : tg_rt.layer, &n->layer));
 	for (int i = 0; i < s->n; i++) {
-		tg_tensor *t = s->t[i];
-		TG_TRY(tensor_slot(g, t, &n->opd[i].slot));
+		TG_TRY(tg_graph_slot(s->t[i], &n->opd[i].slot));
 		n->opd[i].mode = s->mode[i];
-		/* The one place where an access is decided to commute: StarPU gets the same
-		 * (tg_submit) as the tape's edges. In deterministic mode accumulations keep their
-		 * submission order. */
-		n->opd[i].commute = s->mode[i] == TG_ACC && !tg_rt.cfg.deterministic;
-		if (s->mode[i] & TG_W)
-			t->version++;
-		n->opd[i].version = t->version;
-		n->bytes += t->nbytes;
-		TG_TRY(track(g, &g->tensors[n->opd[i].slot], n, s->mode[i], n->opd[i].commute));
+		n->opd[i].version = s->t[i]->version;
 	}
 	*out = n;
 	return 0;
@@ -260,7 +341,7 @@ int tg_graph_node(const tg_graph *g, int i, tg_graph_node_info *info)
 {
 	TG_CHECK(g && info, TG_EINVAL, "tg_graph_node: NULL argument");
 	TG_CHECK(i >= 0 && i < g->nnodes, TG_EINVAL, "tg_graph_node: node %d out of range (0..%d)", i, g->nnodes - 1);
-	const tg_node *n = g->nodes[i];
+	const tg_task_node *n = g->nodes[i];
 	info->id = n->id;
 	info->op = n->op->name;
 	info->task = n->task_name;
@@ -270,6 +351,7 @@ int tg_graph_node(const tg_graph *g, int i, tg_graph_node_info *info)
 	info->flops = n->flops;
 	info->npred = n->npred;
 	info->fwd = n->fwd_node;
+	info->op_id = n->oprec;
 	return 0;
 }
 
@@ -290,11 +372,12 @@ int tg_graph_operand(const tg_graph *g, int i, int j, tg_graph_operand_info *inf
 {
 	TG_CHECK(g && info, TG_EINVAL, "tg_graph_operand: NULL argument");
 	TG_CHECK(i >= 0 && i < g->nnodes, TG_EINVAL, "tg_graph_operand: node %d out of range (0..%d)", i, g->nnodes - 1);
-	const tg_node *n = g->nodes[i];
+	const tg_task_node *n = g->nodes[i];
 	TG_CHECK(j >= 0 && j < n->n, TG_EINVAL, "tg_graph_operand: node %d has no operand %d", i, j);
 	const tg_gtensor *t = &g->tensors[n->opd[j].slot];
 	info->tensor = t->name;
 	info->tensor_id = t->id;
+	info->parent_id = t->parent_id;
 	info->mode = n->opd[j].mode;
 	info->commute = n->opd[j].commute;
 	info->version = n->opd[j].version;

@@ -120,10 +120,15 @@ typedef struct tg_config {
 	int profiling;     /* 1: enable StarPU's task profiling */
 	int verbose;       /* 1: let StarPU print its messages (calibration, warnings) on stderr;
 	                    * 0: StarPU is silenced unless STARPU_SILENT is set in the environment */
+	/* Tiles: an op works on its tensors in row tiles, one task per tile (see tg_tile_count).
+	 * tile_rows 0: automatic (tiles of at least 256 rows, at most max_tiles of them);
+	 * N > 0: tiles of N rows (the last may be smaller). max_tiles 0: two per worker. */
+	int64_t tile_rows;
+	int max_tiles;
 } tg_config;
 
 /* Fill *cfg with the defaults: sched NULL, ncpu -1, ncuda -1, seed 1, deterministic 1,
- * profiling 0, verbose 0. */
+ * profiling 0, verbose 0, tile_rows 0, max_tiles 0. */
 TG_API void tg_config_default(tg_config *cfg);
 
 /* Start StarPU with cfg (NULL: defaults). OpenBLAS is set single-threaded first: parallelism
@@ -217,17 +222,50 @@ TG_API int tg_tensor_new_from_host(tg_tensor **out, const char *name, tg_dtype d
 /* A new tensor filled as fill says (TG_I32 tensors take zeros and constants only). */
 TG_API int tg_tensor_new_filled(tg_tensor **out, const char *name, tg_dtype dtype, int rank,
                          const int64_t *shape, const tg_fill *fill);
-/* A view of part of a tensor, without a copy. The view has the logical shape (rank, shape),
- * seen as a matrix (rows, cols), and sits at row row0 and column col0 of the parent seen as
- * a matrix; ops read and write it like any tensor, honouring its leading dimension (the
- * parent's). While the view exists the parent cannot be used; tg_tensor_free(view) gives the
- * parent back, holding what was written through the view. One view per parent at a time;
- * freeing the parent frees its view. */
-TG_API int tg_tensor_view(tg_tensor **out, tg_tensor *parent, const char *name, int rank, const int64_t *shape,
-                   int64_t row0, int64_t col0);
-/* Free a tensor and the gradient it owns; waits for the tasks that use it. A gradient
- * belongs to its tensor: freeing it on its own only detaches it. */
-TG_API void tg_tensor_free(tg_tensor *t);
+/* Free a tensor, its partitions and the gradient it owns; waits for the tasks that use it. A
+ * gradient belongs to its tensor: freeing it on its own only detaches it. A child of a
+ * partition cannot be freed on its own (TG_ESTATE): it goes with its parent, or with
+ * tg_tensor_drop_partition. NULL is fine. */
+TG_API int tg_tensor_free(tg_tensor *t);
+
+/* Partitions: children that are parts of a tensor, without copies and without host waits.
+ *
+ * A parent may have several partitions ("plans"); StarPU has at most one of them active at a
+ * time, and taskgrad switches between the parent, its plans and their children as tasks use
+ * them: a switch is submitted asynchronously and recorded on the tape (task names
+ * "partition" and "unpartition", phase TG_PHASE_DATA), so the recorded edges stay StarPU's.
+ * Switching costs tens of microseconds per tensor: keep tensors that are always used in
+ * parts (activations in tiles) in the same plan. Children are tensors: any op reads and
+ * writes them, honouring their leading dimension (the parent's), and they can be partitioned
+ * in turn. Plans live as long as their parent (or until tg_tensor_drop_partition). A task may
+ * not use a tensor together with a part of it, or parts of two plans of one tensor
+ * (TG_EINVAL, before anything is submitted). */
+typedef enum tg_split { TG_SPLIT_ROWS = 0, TG_SPLIT_COLS = 1 } tg_split;
+/* n children along the rows (the leading dimensions, flattened) or the columns (the last
+ * dimension), as even as can be: the first (size % n) children have one more. A child keeps
+ * the parent's rank when its rows split the leading dimensions evenly ((B, T, C) into n
+ * children of (B/n, T, C)); otherwise it is (rows, C). Asking again for the same split gives
+ * the same children. */
+TG_API int tg_tensor_partition(tg_tensor *parent, tg_split how, int n, tg_tensor **children);
+/* nr x nc children, row-major (children[r * nc + c]), each (rows, cols). */
+TG_API int tg_tensor_partition_grid(tg_tensor *parent, int nr, int nc, tg_tensor **children);
+/* Children at chosen places: child i has the shape (rank, shape) of block i and sits at row
+ * row0, column col0 of the parent seen as a matrix. Blocks must fit and not overlap. */
+typedef struct tg_block {
+	int64_t row0, col0;
+	int rank;
+	int64_t shape[TG_MAX_RANK];
+} tg_block;
+TG_API int tg_tensor_partition_blocks(tg_tensor *parent, int n, const tg_block *blocks, tg_tensor **children);
+/* Drop the plan child belongs to: its children cannot be used any more (an error, not a
+ * crash, until the parent is freed); what they hold stays in the parent. */
+TG_API int tg_tensor_drop_partition(tg_tensor *child);
+/* The tensor a child is part of (NULL for a tensor of its own). */
+TG_API tg_tensor *tg_tensor_parent(const tg_tensor *t);
+/* How many row tiles an op makes of rows rows under the current tiling (tg_config). */
+TG_API int tg_tile_count(int64_t rows);
+/* Change the tiling of ops submitted from now on (tile_rows, max_tiles as in tg_config). */
+TG_API int tg_set_tiling(int64_t tile_rows, int max_tiles);
 
 /* Copy the tensor to host memory (waits for the tasks that write it). size in bytes must be
  * exactly the tensor's size. Returns the first asynchronous task error, if any. */
@@ -327,7 +365,8 @@ TG_API const tg_op_desc *tg_ops_builtin(int i);
  * See examples/custom_op.c.
  */
 
-typedef enum tg_phase { TG_PHASE_FWD = 0, TG_PHASE_BWD = 1, TG_PHASE_OPT = 2 } tg_phase;
+/* TG_PHASE_DATA: partition switches (taskgrad's own tasks, see tg_tensor_partition). */
+typedef enum tg_phase { TG_PHASE_FWD = 0, TG_PHASE_BWD = 1, TG_PHASE_OPT = 2, TG_PHASE_DATA = 3 } tg_phase;
 
 typedef enum tg_op_kind {
 	TG_KIND_GEMM = 0,
@@ -363,7 +402,18 @@ typedef struct tg_task_spec {
 	int priority;
 	size_t scratch_bytes;        /* >0: one more buffer, a per-worker STARPU_SCRATCH vector */
 	const char *layer;           /* layer tag of the node; NULL: the current tag */
+	/* TG_TILE_ROWS: one task per row tile (tg_tile_count of operand 0's rows). An operand
+	 * with operand 0's rows is split into row tiles, a rank-1 operand with that many
+	 * elements into pieces; the others go whole to every task, and a whole operand that is
+	 * written is written by the first task and accumulated into (TG_ACC) by the others. The
+	 * flops are shared out. tile_args, when set, adjusts each task's copy of args (tile i of
+	 * n), e.g. to say "accumulate" to the tasks after the first. */
+	unsigned tile;
+	unsigned whole;              /* bit i set: operand i goes whole to every tile, whatever its shape */
+	void (*tile_args)(void *args, int tile, int ntiles);
 } tg_task_spec;
+enum { TG_TILE_NONE = 0, TG_TILE_ROWS = 1 };
+#define TG_MAX_TILES 64
 
 struct tg_op_desc {
 	const char *name;
@@ -377,9 +427,15 @@ struct tg_op_desc {
 	const char *doc;             /* one line for listings */
 };
 
-/* Check, record on the tape and submit one task. Forward tasks (TG_PHASE_FWD) run the op's
- * check first and must not write a tensor they read. */
+/* Check, record on the tape and submit one op: one task, or one per tile (s->tile). Forward
+ * ops (TG_PHASE_FWD) run the op's check first and must not write a tensor they read; they
+ * are recorded for tg_backward with the tensors as given. */
 TG_API int tg_submit(const tg_task_spec *s);
+/* An op that tiles its work its own way (a GEMM by rows, columns or the summed dimension):
+ * tg_op_begin(s) checks and records the op as s describes it (whole tensors, no task), then
+ * each tg_submit until tg_op_end submits one of its tasks (on parts of those tensors). */
+TG_API int tg_op_begin(const tg_task_spec *s);
+TG_API int tg_op_end(void);
 
 /* For backward rules. */
 TG_API tg_tensor *tg_node_tensor(const tg_node *n, int i);   /* operand i (NULL if freed) */
@@ -433,7 +489,9 @@ typedef struct tg_graph_node_info {
 	int microbatch;
 	double flops;
 	int npred;          /* number of direct predecessors */
-	int fwd;            /* a backward node: the forward node it differentiates; else -1 */
+	int fwd;            /* a backward node: the first node of the forward op it differentiates; else -1 */
+	int op_id;          /* the op application it is a task of (ops number from 0 in a graph; the
+	                     * tiles of one op share it); -1 for a partition switch */
 } tg_graph_node_info;
 TG_API int tg_graph_node(const tg_graph *g, int i, tg_graph_node_info *info);
 /* The j-th direct predecessor of node i. */
@@ -443,6 +501,7 @@ TG_API int tg_graph_pred(const tg_graph *g, int i, int j);
 typedef struct tg_graph_operand_info {
 	const char *tensor;     /* the tensor's name */
 	uint64_t tensor_id;     /* tg_tensor_id of the tensor */
+	uint64_t parent_id;     /* a part of a tensor (a tile): tg_tensor_id of that tensor; else 0 */
 	unsigned mode;          /* TG_R, TG_W, TG_RW or TG_ACC */
 	int commute;            /* 1: StarPU may reorder it with other accumulations (fast mode) */
 	uint32_t version;       /* the tensor's version read (R) or produced (W, RW, ACC) */

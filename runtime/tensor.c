@@ -121,24 +121,16 @@ static void live_remove(tg_tensor *t)
 	tg_rt.live_tensors--;
 }
 
-/* Give the StarPU side back: unpartition a view, unregister and free a tensor. Waits for
- * the tasks that use it. */
+/* Give the StarPU side back: the partitions, then the handle and the home copy (waits for
+ * the tasks that use it). The structure stays (orphan) until tg_tensor_free. */
 static void release(tg_tensor *t)
 {
 	if (t->orphan)
 		return;
-	if (t->view)
-		release(t->view);
+	tg_plans_clean(t);
 	tg_graph_forget_tensor(t);
-	if (t->parent) {
-		/* gives the parent back, its home copy up to date */
-		starpu_data_unpartition(t->parent->handle, STARPU_MAIN_RAM);
-		if (t->version != 0) /* written through the view: the parent holds new values */
-			t->parent->version++;
-	} else {
-		starpu_data_unregister(t->handle);
-		tg_starpu_free(t->host, t->nbytes);
-	}
+	starpu_data_unregister(t->handle);
+	tg_starpu_free(t->host, t->nbytes);
 	t->handle = NULL;
 	t->host = NULL;
 	t->orphan = 1;
@@ -244,97 +236,23 @@ int tg_tensor_new_filled(tg_tensor **out, const char *name, tg_dtype dtype, int 
 	return 0;
 }
 
-void tg_tensor_free(tg_tensor *t)
+int tg_tensor_free(tg_tensor *t)
 {
 	if (!t)
-		return;
+		return 0;
+	TG_CHECK(!t->parent, TG_ESTATE,
+	         "tg_tensor_free: '%s' is part of '%s': it goes with its parent (or tg_tensor_drop_partition)", t->name,
+	         t->parent->name);
 	if (t->grad_owned)
 		tg_tensor_free(t->grad);
 	else if (t->grad && t->grad->grad_of == t)
 		t->grad->grad_of = NULL;
 	if (t->grad_of && t->grad_of->grad == t) /* a gradient freed on its own: forget it */
 		t->grad_of->grad = NULL;
-	if (t->view)
-		tg_tensor_free(t->view);
 	if (tg_rt.initialized)
 		release(t);
-	if (t->parent)
-		t->parent->view = NULL;
+	tg_plans_free(t);
 	free_struct(t);
-}
-
-/* ------------------------------------------------------------------ views */
-
-struct view_geometry {
-	uint32_t nx, ny;
-	size_t offset; /* bytes from the parent's start */
-};
-
-/* A StarPU filter with one child: the block of geometry g (see _starpu_matrix_filter_block). */
-static void view_filter(void *father_interface, void *child_interface, struct starpu_data_filter *f, unsigned id,
-                        unsigned nparts)
-{
-	(void)id;
-	(void)nparts;
-	const struct view_geometry *g = f->filter_arg_ptr;
-	struct starpu_matrix_interface *father = father_interface, *child = child_interface;
-	child->id = STARPU_MATRIX_INTERFACE_ID;
-	child->nx = g->nx;
-	child->ny = g->ny;
-	child->elemsize = father->elemsize;
-	if (father->dev_handle) {
-		if (father->ptr)
-			child->ptr = father->ptr + g->offset;
-		child->ld = father->ld;
-		child->dev_handle = father->dev_handle;
-		child->offset = father->offset + g->offset;
-		child->allocsize = (size_t)child->ld * child->ny * child->elemsize;
-	} else {
-		child->allocsize = (size_t)child->nx * child->ny * child->elemsize;
-	}
-}
-
-int tg_tensor_view(tg_tensor **out, tg_tensor *parent, const char *name, int rank, const int64_t *shape,
-                   int64_t row0, int64_t col0)
-{
-	TG_CHECK(out, TG_EINVAL, "tg_tensor_view: out is NULL");
-	*out = NULL;
-	TG_CHECK(parent, TG_EINVAL, "tg_tensor_view: parent is NULL");
-	TG_TRY(tg_require_init("tg_tensor_view"));
-	TG_CHECK(parent->rank >= 2, TG_EINVAL, "tg_tensor_view: parent '%s' must have rank >= 2", parent->name);
-	TG_CHECK(!parent->parent, TG_ENOTSUP, "tg_tensor_view: '%s' is a view; views of views are not supported", parent->name);
-	TG_CHECK(!parent->view, TG_ESTATE, "tg_tensor_view: '%s' already has a view", parent->name);
-	TG_TRY(tg_tensor_check_usable(parent, "tg_tensor_view"));
-	tg_tensor *v;
-	TG_TRY(alloc_struct(&v, name, parent->dtype, rank, shape, 1));
-	char ps[160], vs[160];
-	shape_str(ps, sizeof ps, parent->rank, parent->shape);
-	shape_str(vs, sizeof vs, rank, shape);
-	/* overflow-safe: row0 + rows <= parent rows, written without the sum */
-	if (row0 < 0 || col0 < 0 || v->rows > parent->rows || v->cols > parent->cols ||
-	    row0 > (int64_t)(parent->rows - v->rows) || col0 > (int64_t)(parent->cols - v->cols)) {
-		free_struct(v);
-		return tg_error(TG_ESHAPE, "tg_tensor_view: %s at row %lld, column %lld does not fit in '%s' %s",
-		                vs, (long long)row0, (long long)col0, parent->name, ps);
-	}
-	size_t esize = tg_dtype_size(parent->dtype);
-	size_t offset = ((size_t)row0 * parent->ld + (size_t)col0) * esize;
-	v->parent = parent;
-	v->ld = parent->ld;
-	v->host = (char *)parent->host + offset;
-	struct view_geometry g = {v->cols, v->rows, offset};
-	struct starpu_data_filter f;
-	memset(&f, 0, sizeof f);
-	f.filter_func = view_filter;
-	f.nchildren = 1;
-	f.filter_arg_ptr = &g;
-	starpu_data_partition(parent->handle, &f); /* waits for the parent's tasks */
-	v->handle = starpu_data_get_sub_data(parent->handle, 1, 0);
-	if (v->name[0])
-		starpu_data_set_name(v->handle, v->name);
-	parent->view = v;
-	live_add(v);
-	*out = v;
 	return 0;
 }
 
@@ -345,6 +263,7 @@ int tg_tensor_prefetch(tg_tensor *t, unsigned backend)
 	TG_TRY(tg_tensor_check_usable(t, "tg_tensor_prefetch"));
 	TG_CHECK(backend == TG_BACKEND_CPU || backend == TG_BACKEND_CUDA, TG_EINVAL,
 	         "tg_tensor_prefetch: backend must be TG_BACKEND_CPU or TG_BACKEND_CUDA");
+	TG_TRY(tg_tensor_make_accessible(t));
 	unsigned node = STARPU_MAIN_RAM;
 	if (backend == TG_BACKEND_CUDA) {
 		int worker = -1;
@@ -364,7 +283,7 @@ int tg_tensor_check_usable(const tg_tensor *t, const char *what)
 {
 	TG_CHECK(t, TG_EINVAL, "%s: tensor is NULL", what);
 	TG_CHECK(!t->orphan, TG_ESTATE, "%s: tensor '%s' belongs to a runtime that was shut down", what, t->name);
-	TG_CHECK(!t->view, TG_ESTATE, "%s: tensor '%s' has a view ('%s'); free the view first", what, t->name, t->view->name);
+	TG_CHECK(!t->dropped, TG_ESTATE, "%s: tensor '%s' is part of a partition that was dropped", what, t->name);
 	return 0;
 }
 
@@ -375,6 +294,7 @@ static int host_access(const tg_tensor *t, size_t size, enum starpu_data_access_
 	TG_CHECK(t, TG_EINVAL, "%s: tensor is NULL", what);
 	TG_CHECK(size == t->nbytes, TG_EINVAL, "%s: tensor '%s' holds %zu bytes, the buffer %zu", what, t->name, t->nbytes, size);
 	TG_TRY(tg_tensor_check_usable(t, what));
+	TG_TRY(tg_tensor_make_accessible((tg_tensor *)t));
 	int rc = starpu_data_acquire(t->handle, mode);
 	TG_CHECK(rc == 0, TG_ESTARPU, "%s: starpu_data_acquire failed (%d)", what, rc);
 	return 0;
@@ -411,7 +331,7 @@ int tg_tensor_from_host(tg_tensor *t, const void *src, size_t size)
 	TG_CHECK(src, TG_EINVAL, "tg_tensor_from_host: source is NULL");
 	TG_TRY(host_access(t, size, STARPU_W, "tg_tensor_from_host"));
 	copy_rows(t, t->host, src, 0);
-	t->version++;
+	tg_tensor_bump_version(t);
 	starpu_data_release(t->handle);
 	return 0;
 }
@@ -419,10 +339,10 @@ int tg_tensor_from_host(tg_tensor *t, const void *src, size_t size)
 int tg_tensor_fill(tg_tensor *t, const tg_fill *fill)
 {
 	TG_CHECK(t, TG_EINVAL, "tg_tensor_fill: tensor is NULL");
-	TG_CHECK(t->ld == t->cols, TG_ENOTSUP, "tg_tensor_fill: '%s' is a strided view; fill a host buffer and use tg_tensor_from_host", t->name);
+	TG_CHECK(t->ld == t->cols, TG_ENOTSUP, "tg_tensor_fill: '%s' is a strided part of a tensor; fill a host buffer and use tg_tensor_from_host", t->name);
 	TG_TRY(host_access(t, t->nbytes, STARPU_W, "tg_tensor_fill"));
 	int rc = fill_host(t, fill);
-	t->version++;
+	tg_tensor_bump_version(t);
 	starpu_data_release(t->handle);
 	return rc;
 }
@@ -445,6 +365,21 @@ tg_dtype tg_tensor_dtype(const tg_tensor *t) { return t ? t->dtype : TG_F32; }
 const char *tg_tensor_name(const tg_tensor *t) { return t ? t->name : ""; }
 const char *tg_tensor_layer(const tg_tensor *t) { return t ? t->layer : NULL; }
 uint64_t tg_tensor_id(const tg_tensor *t) { return t ? t->id : 0; }
+
+static void bump_down(tg_tensor *t)
+{
+	t->version++;
+	for (tg_plan *p = t->plans; p; p = p->next)
+		for (int i = 0; i < p->n; i++)
+			bump_down(p->children[i]);
+}
+
+void tg_tensor_bump_version(tg_tensor *t)
+{
+	bump_down(t);
+	for (tg_tensor *a = t->parent; a; a = a->parent)
+		a->version++;
+}
 int64_t tg_tensor_rows(const tg_tensor *t) { return t ? t->rows : 0; }
 int64_t tg_tensor_cols(const tg_tensor *t) { return t ? t->cols : 0; }
 

@@ -35,7 +35,8 @@ typedef struct tg_runtime {
 	/* current tags */
 	char *layer;            /* owned copy of the current layer tag, or NULL */
 	int microbatch;
-	int fwd_node;           /* while a backward rule runs: its forward node, else -1 */
+	int fwd_node;           /* while a backward rule runs: the first task of its forward op, else -1 */
+	tg_node *open_op;       /* between tg_op_begin and tg_op_end: the op its tasks belong to */
 	/* the graph being recorded */
 	tg_graph *graph;
 	uint64_t graph_serial;  /* increases with every new current graph */
@@ -75,7 +76,9 @@ void tg_signals_restore(void);
 /* Unregister the shared scratch buffers (at shutdown). */
 void tg_scratch_release_all(void);
 
-/* ---------------------------------------------------------------- tensors */
+/* ---------------------------------------------------------------- tensors and partitions */
+
+typedef struct tg_plan tg_plan;
 
 struct tg_tensor {
 	char *name;
@@ -85,16 +88,25 @@ struct tg_tensor {
 	int64_t numel;
 	size_t nbytes;
 	uint32_t rows, cols;        /* matrix view (rank 1: 1 x n) */
-	void *host;                 /* home copy (starpu_malloc; for a view: inside the parent's) */
-	uint32_t ld;                /* elements between rows of the home copy (cols, or the parent's) */
+	void *host;                 /* home copy (starpu_malloc; for a child: inside its parent's) */
+	uint32_t ld;                /* elements between rows of the home copy (cols, or the root's) */
 	starpu_data_handle_t handle;
-	tg_tensor *parent;          /* a view: the tensor it is part of */
-	tg_tensor *view;            /* a parent: its current view (the handle is partitioned) */
 	uint64_t id;
+
+	/* partitions: a child belongs to one plan of its parent; a tensor may have several plans,
+	 * at most one of them active (StarPU's data partitioned into its children) */
+	tg_tensor *parent;          /* a child: the tensor it is part of */
+	tg_plan *plan;              /* a child: its plan */
+	int index;                  /* a child: its place in the plan */
+	int64_t row0, col0;         /* a child: where it sits in its parent (matrix view) */
+	tg_plan *plans;             /* the plans made of this tensor (a list) */
+	tg_plan *dropped_plans;     /* plans dropped by the user (structures kept: freed with it) */
+	tg_plan *active;            /* the plan StarPU has this tensor partitioned into, or NULL */
+	int dropped;                /* a child whose plan was dropped: only the structure is left */
 
 	int requires_grad;
 	int is_leaf;                /* not written by a forward op */
-	uint32_t version;           /* counts forward writes */
+	uint32_t version;           /* counts writes (of the tensor, of a part or of a whole it is part of) */
 	tg_tensor *grad;            /* gradient (created by the first backward that reaches it) */
 	int grad_owned;             /* grad is freed with the tensor (not set by tg_tensor_set_grad) */
 	tg_tensor *grad_of;         /* for a gradient tensor: whose gradient it is */
@@ -103,7 +115,8 @@ struct tg_tensor {
 	uint32_t grad_version;      /* non-leaves: version the gradient belongs to */
 	char *layer;                /* layer tag at creation (owned) */
 
-	/* the runtime's list of live tensors (released by tg_shutdown if still there) */
+	/* the runtime's list of live tensors (released by tg_shutdown if still there); children
+	 * are not on it: they go with their parent */
 	tg_tensor *live_prev, *live_next;
 	int orphan;                 /* released by tg_shutdown: only the structure is left */
 
@@ -112,32 +125,95 @@ struct tg_tensor {
 	int graph_slot;
 };
 
+/* How a plan was made (plans made the same way are shared). */
+typedef enum tg_plan_kind { TG_PLAN_ROWS, TG_PLAN_COLS, TG_PLAN_GRID, TG_PLAN_BLOCKS } tg_plan_kind;
+
+/* Where a child lies in its parent's memory (see the StarPU filter in partition.c). */
+typedef struct tg_child_geom {
+	uint32_t nx, ny;            /* columns, rows */
+	size_t offset;              /* bytes from the parent's first element */
+} tg_child_geom;
+
+struct tg_plan {
+	tg_tensor *parent;
+	tg_plan_kind kind;
+	int nr, nc;                 /* rows x cols of the split (TG_PLAN_BLOCKS: n x 1) */
+	int n;
+	tg_child_geom *geom;
+	struct starpu_data_filter filter;
+	starpu_data_handle_t *handles;
+	tg_tensor **children;
+	tg_plan *next;
+};
+
+int tg_tensor_check_shape(int rank, const int64_t *shape, int64_t *numel);
+/* Release the StarPU side of every live tensor (at shutdown); returns how many there were. */
+int64_t tg_tensor_release_all(void);
+size_t tg_dtype_size(tg_dtype d);
+/* A write of t: its version moves on, and so do those of every tensor it overlaps (the
+ * tensors it is part of, and its parts). */
+void tg_tensor_bump_version(tg_tensor *t);
+
+/* partition.c */
+/* Make t usable by a task or the host now, as StarPU sees it: its ancestors partitioned down
+ * to it, t itself whole (partition switches are recorded on the tape and submitted). */
+int tg_tensor_make_accessible(tg_tensor *t);
+/* The operands of one task may not overlap (a tensor and a part of it, or parts of two plans
+ * of one tensor). */
+int tg_check_no_overlap(tg_tensor *const *t, int n, const char *what);
+/* A tensor's plans at free or shutdown: StarPU's side given back (every tensor below marked
+ * orphan), then the structures freed. */
+void tg_plans_clean(tg_tensor *t);
+void tg_plans_free(tg_tensor *t);
+/* The child of `other` (shaped as child's parent) that sits where child sits in its parent,
+ * from a plan of other made the way child's plan was (found or made). */
+int tg_plan_mirror(const tg_tensor *child, tg_tensor *other, tg_tensor **out);
+/* 1 if a is t or one of its ancestors. */
+int tg_tensor_is_ancestor(const tg_tensor *a, const tg_tensor *t);
+
 /* ---------------------------------------------------------------- graph / tape */
 
-/* One operand of a recorded node. */
+/* One operand of a recorded task or op. */
 typedef struct tg_operand {
-	int slot;          /* tensor slot in the node's graph */
+	int slot;          /* tensor slot in the graph */
 	unsigned mode;     /* TG_R, TG_W, TG_RW, TG_ACC */
 	int commute;       /* submitted with STARPU_COMMUTE (TG_ACC in fast mode) */
 	uint32_t version;  /* version read (R) or produced (W) */
 } tg_operand;
 
-struct tg_node {
+/* One StarPU task on the tape (graph "nodes" in the public API). */
+typedef struct tg_task_node {
 	int id;
 	const tg_op_desc *op;
 	const char *task_name;     /* static string */
 	tg_phase phase;
 	int layer;                 /* index in the graph's layer table, -1: none */
 	int microbatch;
-	int fwd_node;              /* backward nodes: the forward node they differentiate */
+	int fwd_node;              /* backward tasks: first task of the forward op they differentiate */
+	int oprec;                 /* the op it belongs to (index in the graph's ops), -1: none */
 	int n;
-	tg_operand opd[TG_MAX_OPERANDS];
-	void *args;
-	size_t args_size;
+	tg_operand *opd;
 	double flops;
 	size_t bytes;
 	int *preds;
 	int npred, cappred;
+	tg_graph *graph;
+} tg_task_node;
+
+/* One application of an op, as autograd sees it: its operands are the tensors the op was
+ * given (its tasks may work on parts of them). Backward rules get it as a tg_node. */
+struct tg_node {
+	int id;                    /* index in the graph's ops */
+	const tg_op_desc *op;
+	const char *name;          /* its (first) task's name, for messages */
+	tg_phase phase;
+	int layer;
+	int microbatch;
+	int first_task, ntasks;    /* its tasks on the tape */
+	int n;
+	tg_operand opd[TG_MAX_OPERANDS];
+	void *args;
+	size_t args_size;
 	tg_graph *graph;
 };
 
@@ -146,6 +222,7 @@ struct tg_node {
 typedef struct tg_gtensor {
 	tg_tensor *live;           /* NULL once the tensor is freed or the graph taken */
 	uint64_t id;
+	uint64_t parent_id;        /* a part of a tensor: that tensor's id; else 0 */
 	char *name;
 	tg_dtype dtype;
 	int rank;
@@ -162,8 +239,10 @@ typedef struct tg_gtensor {
 
 struct tg_graph {
 	uint64_t serial;
-	tg_node **nodes;
+	tg_task_node **nodes;      /* tasks */
 	int nnodes, capnodes;
+	tg_node **ops;
+	int nops, capops;
 	tg_gtensor *tensors;
 	int ntensors, captensors;
 	char **layers;
@@ -173,18 +252,17 @@ struct tg_graph {
 };
 
 tg_graph *tg_graph_new_internal(uint64_t serial);
-/* Record a node for a task about to be submitted; returns it (owned by the current graph). */
-int tg_graph_record(tg_node **out, const tg_task_spec *s);
+/* Record an op application (its operands as given) in the current graph. */
+int tg_graph_record_op(tg_node **out, const tg_task_spec *s);
+/* Record a task about to be submitted; its versions and edges. (oprec: its op, or -1.) */
+int tg_graph_record_task(tg_task_node **out, const tg_task_spec *s, int oprec);
+/* Record a partition switch of plan p (partition: 1, unpartition: 0). */
+int tg_graph_record_switch(const tg_plan *p, int partition);
 /* Forget a freed tensor in the current graph. */
 void tg_graph_forget_tensor(tg_tensor *t);
 tg_tensor *tg_node_tensor_live(const tg_node *n, int i);
-
-/* ---------------------------------------------------------------- tensors, internal */
-
-int tg_tensor_check_shape(int rank, const int64_t *shape, int64_t *numel);
-/* Release the StarPU side of every live tensor (at shutdown); returns how many there were. */
-int64_t tg_tensor_release_all(void);
-size_t tg_dtype_size(tg_dtype d);
+/* The tensor's slot in the current graph (made on first use). */
+int tg_graph_slot(tg_tensor *t, int *slot);
 
 /* ---------------------------------------------------------------- files */
 

@@ -20,7 +20,7 @@ TG_TEST_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 TG_TEST_LDADD = libtaskgrad.la $(CMOCKA_LIBS) -lm
 
 check_PROGRAMS += tests/test_ops_cpu tests/test_ops_cuda tests/test_runtime tests/test_graph tests/test_mlp \
-	tests/test_determinism tests/test_policies
+	tests/test_determinism tests/test_policies tests/test_partition
 tests_test_ops_cpu_SOURCES = tests/test_ops.c tests/tg_test.h
 tests_test_ops_cpu_CPPFLAGS = $(AM_CPPFLAGS) -DTG_TEST_BACKEND=TG_BACKEND_CPU
 tests_test_ops_cpu_CFLAGS = $(TG_TEST_CFLAGS)
@@ -42,10 +42,13 @@ tests_test_mlp_LDADD = $(TG_TEST_LDADD)
 tests_test_determinism_SOURCES = tests/test_determinism.c tests/tg_test.h
 tests_test_determinism_CFLAGS = $(TG_TEST_CFLAGS)
 tests_test_determinism_LDADD = $(TG_TEST_LDADD)
+tests_test_partition_SOURCES = tests/test_partition.c tests/tg_test.h
+tests_test_partition_CFLAGS = $(TG_TEST_CFLAGS)
+tests_test_partition_LDADD = $(TG_TEST_LDADD)
 tests_test_policies_SOURCES = tests/test_policies.c
 tests_test_policies_LDADD = libtaskgrad.la
 TESTS += tests/test_ops_cpu tests/test_ops_cuda tests/test_runtime tests/test_graph tests/test_mlp \
-	tests/test_determinism tests/test_policies
+	tests/test_determinism tests/test_policies tests/test_partition
 else
 check-local:
 	@echo "make check needs CMocka (libcmocka-dev); configure did not find it" >&2; exit 1

@@ -354,7 +354,8 @@ static void guarded_new(guarded *g, const char *name, const tspec *s, const void
 	                                      (size_t)pn * sizeof(uint32_t)));
 	if (TG_TEST_BACKEND == TG_BACKEND_CUDA)
 		TG_OK_OR_FAIL(tg_tensor_prefetch(g->parent, TG_BACKEND_CUDA));
-	TG_OK_OR_FAIL(tg_tensor_view(&g->view, g->parent, name, s->rank, s->shape, GUARD, GUARD));
+	TG_OK_OR_FAIL(tg_test_block(g->parent, s->rank, s->shape, GUARD, GUARD, &g->view));
+	(void)name;
 }
 
 /* Free the view, then check the parent: pads untouched, and (check_inside) the inside too.
@@ -363,7 +364,6 @@ static int guarded_free(guarded *g, int check_inside, const char *what)
 {
 	if (!g->parent)
 		return 0;
-	tg_tensor_free(g->view);
 	int64_t pn = g->prows * g->pcols;
 	uint32_t *now = malloc((size_t)pn * sizeof *now);
 	assert_non_null(now);
@@ -552,53 +552,90 @@ static void check_reference_fd(state *st)
 	}
 }
 
-/* The access modes of the recorded tasks (see the top of this file). */
-static void check_modes(state *st)
+/* The access modes of the recorded tasks (see the top of this file). A task may work on a
+ * tile of one of the case's tensors: its operand is then a part of that tensor. */
+enum { ROLE_OTHER, ROLE_INPUT, ROLE_OUTPUT, ROLE_INPLACE, ROLE_GRAD };
+static int role_of(const state *st, const tg_graph_operand_info *oi, int *which)
 {
 	const op_case *c = st->c;
+	for (int pass = 0; pass < 2; pass++) {
+		uint64_t id = pass ? oi->parent_id : oi->tensor_id;
+		if (!id)
+			continue;
+		for (int k = 0; k < c->nin; k++) {
+			*which = k;
+			if (st->din[k].view && id == tg_tensor_id(st->din[k].view))
+				return ROLE_GRAD;
+			if (st->in_t[k] && id == tg_tensor_id(st->in_t[k])) {
+				for (int j = 0; j < c->ninplace; j++)
+					if (c->inplace[j] == k)
+						return ROLE_INPLACE;
+				return ROLE_INPUT;
+			}
+		}
+		for (int k = 0; k < c->nout; k++) {
+			*which = k;
+			if (id == tg_tensor_id(st->out_t[k]))
+				return ROLE_OUTPUT;
+		}
+		if (st->dout.view && id == tg_tensor_id(st->dout.view))
+			return ROLE_INPUT;
+	}
+	return ROLE_OTHER;
+}
+
+static void check_modes(state *st)
+{
 	tg_graph *g;
 	TG_OK_OR_FAIL(tg_graph_take(&g));
-	int bad = 0, seen[3][MAXIN] = {{0}}; /* contributions to each gradient in each pass */
+	int bad = 0, ngrad[2][MAXIN] = {{0}};
+	/* per pass, the tensors (tiles or whole) written so far: the first write of each writes
+	 * (TG_W), the others accumulate; in the second backward pass every contribution adds */
+	uint64_t *seen = calloc((size_t)tg_graph_num_nodes(g) * 8 + 8, sizeof *seen);
+	int nseen = 0, last_pass = -1;
+	assert_non_null(seen);
 	for (int i = 0; i < tg_graph_num_nodes(g); i++) {
 		int pass = i < st->nfwd ? 0 : i < st->npass[0] ? 1 : i < st->npass[1] ? 2 : -1;
 		if (pass < 0)
 			break;
+		if (pass != last_pass)
+			nseen = 0;
+		last_pass = pass;
+		tg_graph_node_info ni;
+		TG_OK_OR_FAIL(tg_graph_node(g, i, &ni));
+		if (ni.phase == TG_PHASE_DATA)
+			continue; /* a partition switch: StarPU's own modes */
 		for (int j = 0; j < tg_graph_num_operands(g, i); j++) {
 			tg_graph_operand_info oi;
 			TG_OK_OR_FAIL(tg_graph_operand(g, i, j, &oi));
+			int which = 0, role = role_of(st, &oi, &which);
 			unsigned want = TG_R;
-			for (int k = 0; k < c->nout; k++)
-				if (pass == 0 && oi.tensor_id == tg_tensor_id(st->out_t[k]))
-					want = TG_W;
-			for (int k = 0; k < c->ninplace; k++)
-				if (pass == 0 && oi.tensor_id == tg_tensor_id(st->in_t[c->inplace[k]]))
-					want = TG_RW;
-			for (int k = 0; k < c->nin; k++)
-				if (pass > 0 && st->din[k].view && oi.tensor_id == tg_tensor_id(st->din[k].view))
-					want = (pass == 1 && !seen[pass][k]++) ? TG_W : TG_ACC;
+			if (role == ROLE_INPLACE && pass == 0)
+				want = TG_RW;
+			else if ((role == ROLE_OUTPUT && pass == 0) || (role == ROLE_GRAD && pass > 0)) {
+				int first = 1;
+				for (int k = 0; k < nseen; k++)
+					first &= seen[k] != oi.tensor_id;
+				seen[nseen++] = oi.tensor_id;
+				want = pass == 2 || !first ? TG_ACC : TG_W;
+				if (role == ROLE_GRAD)
+					ngrad[pass - 1][which]++;
+			} else if (role == ROLE_OTHER) {
+				print_message("  %s operand %d ('%s') is none of the case's tensors\n", ni.task, j, oi.tensor);
+				bad++;
+				continue;
+			}
 			if (oi.mode != want) {
-				tg_graph_node_info ni;
-				TG_OK_OR_FAIL(tg_graph_node(g, i, &ni));
 				print_message("  %s operand %d ('%s'): mode %u, expected %u\n", ni.task, j, oi.tensor, oi.mode, want);
 				bad++;
 			}
 		}
 	}
+	free(seen);
 	/* every gradient got contributions in both passes */
-	for (int k = 0; k < c->nin; k++) {
-		if (!st->din[k].view)
-			continue;
-		for (int pass = 1; pass <= 2; pass++) {
-			int n = 0;
-			for (int i = pass == 1 ? st->nfwd : st->npass[0]; i < st->npass[pass - 1]; i++)
-				for (int j = 0; j < tg_graph_num_operands(g, i); j++) {
-					tg_graph_operand_info oi;
-					TG_OK_OR_FAIL(tg_graph_operand(g, i, j, &oi));
-					n += oi.tensor_id == tg_tensor_id(st->din[k].view) && oi.mode != TG_R;
-				}
-			CHECK(n > 0, "backward pass %d wrote no gradient of input %d", pass, k);
-		}
-	}
+	for (int k = 0; k < st->c->nin; k++)
+		for (int pass = 0; st->din[k].view && pass < 2; pass++)
+			CHECK(ngrad[pass][k] > 0, "backward pass %d wrote no gradient of input %d", pass + 1, k);
 	tg_graph_free(g);
 	CHECK(bad == 0, "%d operands were submitted with the wrong access mode", bad);
 }

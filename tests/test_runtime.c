@@ -237,25 +237,23 @@ static void tensor_round_trips(void **unused)
 	expect_error(tg_tensor_set_requires_grad(ti, 1), TG_EINVAL, "float32");
 	expect_error(tg_tensor_fill(ti, &(tg_fill){TG_FILL_NORMAL, 0, 1, 1, 0}), TG_EINVAL, "int32");
 
-	/* a view: written through, seen in its parent at the right place */
+	/* a part: written through, seen in its parent at the right place */
 	float zeros[5 * 6] = {0}, pv[5 * 6], vals[2 * 3] = {1, 2, 3, 4, 5, 6}, got[6];
 	tg_tensor *p, *v;
 	TG_OK_OR_FAIL(tg_tensor_new_from_host(&p, "p", TG_F32, TG_SHAPE(5, 6), zeros, sizeof zeros));
-	TG_OK_OR_FAIL(tg_tensor_view(&v, p, "v", TG_SHAPE(2, 3), 1, 2));
-	expect_error(tg_tensor_to_host(p, pv, sizeof pv), TG_ESTATE, "view");
-	tg_tensor *v2;
-	expect_error(tg_tensor_view(&v2, p, "v2", TG_SHAPE(1, 1), 0, 0), TG_ESTATE, "already");
+	TG_OK_OR_FAIL(tg_test_block(p, TG_SHAPE(2, 3), 1, 2, &v));
+	assert_true(tg_tensor_parent(v) == p);
 	TG_OK_OR_FAIL(tg_tensor_from_host(v, vals, sizeof vals));
 	TG_OK_OR_FAIL(tg_tensor_to_host(v, got, sizeof got));
 	assert_memory_equal(vals, got, sizeof got);
-	tg_tensor_free(v);
+	expect_error(tg_tensor_free(v), TG_ESTATE, "goes with its parent");
 	TG_OK_OR_FAIL(tg_tensor_to_host(p, pv, sizeof pv));
 	for (int r = 0; r < 5; r++)
 		for (int c = 0; c < 6; c++) {
 			int inside = r >= 1 && r < 3 && c >= 2 && c < 5;
 			assert_true(pv[r * 6 + c] == (inside ? vals[(r - 1) * 3 + c - 2] : 0.0f));
 		}
-	expect_error(tg_tensor_view(&v, p, "v", TG_SHAPE(2, 3), 4, 0), TG_ESHAPE, "does not fit");
+	expect_error(tg_test_block(p, TG_SHAPE(2, 3), 4, 0, &v), TG_ESHAPE, "does not fit");
 	tg_tensor_free(p);
 	tg_tensor_free(ti);
 	tg_tensor_free(t);
@@ -776,13 +774,13 @@ static void child_view_of_an_orphan(int fd)
 	tg_shutdown(); /* t is left over: an orphan */
 	if (tg_init(&cfg) < 0)
 		_exit(3);
-	int rc = tg_tensor_view(&v, t, "v", TG_SHAPE(2, 2), 0, 0);
+	int rc = tg_test_block(t, TG_SHAPE(2, 2), 0, 0, &v);
 	_exit(rc == TG_ESTATE && strstr(tg_last_error(), "shut down") ? 0 : 6);
 }
 
-/* Views: every offset check is overflow-safe, and a view of a tensor from before a re-init
+/* Parts: every offset check is overflow-safe, and a part of a tensor from before a re-init
  * is an error, not a hang. */
-static void views_never_overflow(void **unused)
+static void parts_never_overflow(void **unused)
 {
 	(void)unused;
 	TG_TEST_INIT("eager", -1, 0);
@@ -800,17 +798,16 @@ static void views_never_overflow(void **unused)
 		{2, 3, (int64_t)UINT32_MAX, 0}, {2, 3, INT64_MAX - 1, 0},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		int rc = tg_tensor_view(&v, p, "v", TG_SHAPE(bad[i].rows, bad[i].cols), bad[i].row0, bad[i].col0);
+		v = NULL;
+		int rc = tg_test_block(p, TG_SHAPE(bad[i].rows, bad[i].cols), bad[i].row0, bad[i].col0, &v);
 		if (rc != TG_ESHAPE)
-			fail_msg("view (%lld, %lld) at (%lld, %lld) of a (5, 6) tensor: %d (%s)", (long long)bad[i].rows,
+			fail_msg("block (%lld, %lld) at (%lld, %lld) of a (5, 6) tensor: %d (%s)", (long long)bad[i].rows,
 			         (long long)bad[i].cols, (long long)bad[i].row0, (long long)bad[i].col0, rc, tg_last_error());
 		assert_null(v);
 	}
 	/* the corner itself fits */
-	TG_OK_OR_FAIL(tg_tensor_view(&v, p, "v", TG_SHAPE(2, 3), 3, 3));
-	tg_tensor_free(v);
-	TG_OK_OR_FAIL(tg_tensor_view(&v, p, "v", TG_SHAPE(5, 6), 0, 0));
-	tg_tensor_free(v);
+	TG_OK_OR_FAIL(tg_test_block(p, TG_SHAPE(2, 3), 3, 3, &v));
+	TG_OK_OR_FAIL(tg_test_block(p, TG_SHAPE(5, 6), 0, 0, &v));
 
 	/* tg_tensor_shape_str: no buffer, no room, truncation */
 	char buf[16];
@@ -827,9 +824,9 @@ static void views_never_overflow(void **unused)
 
 	int st = run_child(child_view_of_an_orphan, 30, 0);
 	if (st == -1)
-		fail_msg("a view of a tensor from before a re-init hung (killed after 30 s)");
+		fail_msg("a part of a tensor from before a re-init hung (killed after 30 s)");
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		fail_msg("a view of a tensor from before a re-init: wait status 0x%x (expected an error naming the shutdown)",
+		fail_msg("a part of a tensor from before a re-init: wait status 0x%x (expected an error naming the shutdown)",
 		         st);
 }
 
@@ -855,7 +852,7 @@ static void every_entry_point_checks_its_tensors(void **unused)
 		expect_error(tg_tensor_from_host(b, x, sizeof x), code, why);
 		expect_error(tg_tensor_fill(b, &(tg_fill){TG_FILL_ZEROS, 0, 0, 0, 0}), code, why);
 		expect_error(tg_tensor_prefetch(b, TG_BACKEND_CPU), code, why);
-		expect_error(tg_tensor_view(&v, b, "v", TG_SHAPE(1, 1), 0, 0), code, why);
+		expect_error(tg_test_block(b, TG_SHAPE(1, 1), 0, 0, &v), code, why);
 		expect_error(tg_tensor_set_grad(b, t), code, why);
 		expect_error(tg_tensor_set_grad(t, b), code, why);
 		expect_error(tg_backward(b), code, why);
@@ -992,7 +989,7 @@ int main(void)
 		cmocka_unit_test(starpu_variables_starpu_would_abort_on),
 		cmocka_unit_test(perfmodels_go_where_they_can_be_written),
 		cmocka_unit_test(quiet_unless_verbose),
-		cmocka_unit_test(views_never_overflow),
+		cmocka_unit_test(parts_never_overflow),
 		cmocka_unit_test(every_entry_point_checks_its_tensors),
 		cmocka_unit_test(host_buffers_of_the_wrong_size),
 	};

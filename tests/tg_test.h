@@ -44,6 +44,30 @@
 			fail_msg("%s failed (%d): %s", #call, rc_, tg_last_error()); \
 	} while (0)
 
+/* A teardown: a failed test must not leave the runtime running for the next one. */
+static inline int tg_test_teardown(void **state)
+{
+	(void)state;
+	if (tg_is_initialized())
+		tg_shutdown();
+	return 0;
+}
+
+/* child = the block of parent of shape (rank, shape) at row row0, column col0 (a plan of one
+ * block; TG_SHAPE gives rank and shape). */
+static inline int tg_test_block(tg_tensor *parent, int rank, const int64_t *shape, int64_t row0, int64_t col0,
+                                tg_tensor **child)
+{
+	tg_block b;
+	memset(&b, 0, sizeof b);
+	b.row0 = row0;
+	b.col0 = col0;
+	b.rank = rank;
+	for (int i = 0; i < rank && i < TG_MAX_RANK; i++)
+		b.shape[i] = shape[i];
+	return tg_tensor_partition_blocks(parent, 1, &b, child);
+}
+
 /* The seed of this run's random inputs: TG_TEST_SEED, else fresh. Printed so that a
  * failure can be repeated. */
 static inline uint64_t tg_test_seed(const char *what)
