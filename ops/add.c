@@ -1,79 +1,65 @@
-/* add.c — out = a + b, with b of a's shape or one row broadcast over a's rows (a bias).
- *   backward: da = dout;  db = dout, or the column sums of dout when b was broadcast.
+/* add.c — out = a + b, with b of a's shape or one row broadcast over a's rows (a bias, a
+ * residual). backward: da = dout; db = dout, or the column sums of dout when b was broadcast.
+ * Tiled by rows; a broadcast b goes whole to every tile, and its gradient is written by the
+ * first tile and added to by the others, in row order: the same sums whatever the tiling.
  * Gradient rule: activation gradients are written, parameter gradients accumulate. */
 #include "tg_ops.h"
 
-/* ------------------------------------------------------------------ CPU kernels */
+/* ------------------------------------------------------------------ kernels */
 
-struct tg_add_args {
-	int broadcast;   /* forward: b is one row */
-	int accumulate;  /* backward: add into the destination */
-};
-
-/* buffers: out, a, b */
-static void add_fwd_cpu(void *buffers[], void *cl_arg)
+static TG_VEC void add_fwd_vec(tg_mat out, tg_mat a, tg_mat b, const struct tg_add_args *args)
 {
-	const struct tg_add_args *args = cl_arg;
-	void *o = buffers[0], *a = buffers[1], *b = buffers[2];
-	uint32_t rows = tg_buf_rows(o), cols = tg_buf_cols(o);
-	uint32_t ldo = tg_buf_ld(o), lda = tg_buf_ld(a), ldb = args->broadcast ? 0 : tg_buf_ld(b);
-	float *po = TG_F32(o);
-	const float *pa = TG_F32(a), *pb = TG_F32(b);
-	for (uint32_t r = 0; r < rows; r++)
-		for (uint32_t c = 0; c < cols; c++)
-			po[(size_t)r * ldo + c] = pa[(size_t)r * lda + c] + pb[(size_t)r * ldb + c];
+	for (int r = 0; r < out.rows; r++) {
+		float *restrict o = TG_ROW(out, r);
+		const float *restrict ar = TG_ROW(a, r), *restrict br = args->broadcast ? TG_MF(b) : TG_ROW(b, r);
+		for (int c = 0; c < out.cols; c++)
+			o[c] = ar[c] + br[c];
+	}
 }
 
-/* buffers: dst, src. dst (=|+=) src, or the column sums of src when dst is one row and src
- * has more (summed in row order: deterministic). */
-static void add_bwd_cpu(void *buffers[], void *cl_arg)
+static TG_VEC void add_bwd_vec(tg_mat dst, tg_mat src, const struct tg_add_args *args)
 {
-	const struct tg_add_args *args = cl_arg;
-	void *d = buffers[0], *s = buffers[1];
-	uint32_t rows = tg_buf_rows(s), cols = tg_buf_cols(s);
-	uint32_t ldd = tg_buf_ld(d), lds = tg_buf_ld(s);
-	float *pd = TG_F32(d);
-	const float *ps = TG_F32(s);
-	if (tg_buf_rows(d) == rows) {
-		for (uint32_t r = 0; r < rows; r++)
-			for (uint32_t c = 0; c < cols; c++)
-				pd[(size_t)r * ldd + c] = (args->accumulate ? pd[(size_t)r * ldd + c] : 0.0f) + ps[(size_t)r * lds + c];
+	if (dst.rows == src.rows) {
+		for (int r = 0; r < src.rows; r++) {
+			float *restrict d = TG_ROW(dst, r);
+			const float *restrict s = TG_ROW(src, r);
+			for (int c = 0; c < src.cols; c++)
+				d[c] = (args->accumulate ? d[c] : 0.0f) + s[c];
+		}
 		return;
 	}
+	float *restrict d = TG_MF(dst);
 	if (!args->accumulate)
-		for (uint32_t c = 0; c < cols; c++)
-			pd[c] = 0.0f;
-	for (uint32_t r = 0; r < rows; r++)
-		for (uint32_t c = 0; c < cols; c++)
-			pd[c] += ps[(size_t)r * lds + c];
+		for (int c = 0; c < src.cols; c++)
+			d[c] = 0.0f;
+	for (int r = 0; r < src.rows; r++) {
+		const float *restrict s = TG_ROW(src, r);
+		for (int c = 0; c < src.cols; c++)
+			d[c] += s[c];
+	}
 }
 
-#ifdef TG_USE_CUDA
-static void add_fwd_cuda(void *buffers[], void *cl_arg)
+void tg_add_fwd_cpu(tg_mat out, tg_mat a, tg_mat b, const struct tg_add_args *args)
 {
-	const struct tg_add_args *args = cl_arg;
-	void *o = buffers[0], *a = buffers[1], *b = buffers[2];
-	tg_cuda_add_fwd(TG_F32(o), (int)tg_buf_ld(o), TG_F32(a), (int)tg_buf_ld(a), TG_F32(b),
-	                args->broadcast ? 0 : (int)tg_buf_ld(b), (int)tg_buf_rows(o), (int)tg_buf_cols(o), args->broadcast);
+	add_fwd_vec(out, a, b, args);
 }
 
-static void add_bwd_cuda(void *buffers[], void *cl_arg)
+void tg_add_bwd_cpu(tg_mat dst, tg_mat src, const struct tg_add_args *args)
 {
-	const struct tg_add_args *args = cl_arg;
-	void *d = buffers[0], *s = buffers[1];
-	tg_cuda_add_bwd(TG_F32(d), (int)tg_buf_ld(d), TG_F32(s), (int)tg_buf_ld(s), (int)tg_buf_rows(s),
-	                (int)tg_buf_cols(s), tg_buf_rows(d) != tg_buf_rows(s), args->accumulate);
+	add_bwd_vec(dst, src, args);
 }
-#endif
 
-/* ------------------------------------------------------------------ codelets */
-
-TG_CODELET(add_fwd_cl, "add_fwd", add_fwd_cpu, add_fwd_cuda);
-TG_CODELET(add_bwd_cl, "add_bwd", add_bwd_cpu, add_bwd_cuda);
+TG_OP_WRAPPERS(tg_add_fwd, 3, struct tg_add_args)
+TG_OP_WRAPPERS(tg_add_bwd, 2, struct tg_add_args)
+TG_OP_CODELET(add_fwd_cl, "add_fwd", tg_add_fwd);
+TG_OP_CODELET(add_bwd_cl, "add_bwd", tg_add_bwd);
 
 /* ------------------------------------------------------------------ submission */
 
-extern const tg_op_desc tg_op_add;
+static int add_check(const tg_task_spec *s);
+static int add_backward(const tg_node *fwd);
+TG_OP_DESC(add, TG_KIND_ELEMENTWISE, add_check, add_backward,
+           "out = a + b; b of a's shape or one row broadcast over a's rows (bias, residual)");
 
 static int is_row_of(const tg_tensor *b, const tg_tensor *a)
 {
@@ -102,10 +88,21 @@ int tg_add(tg_tensor *out, tg_tensor *a, tg_tensor *b)
 	tg_spec_add(&s, out, TG_W);
 	tg_spec_add(&s, a, TG_R);
 	tg_spec_add(&s, b, TG_R);
+	s.tile = TG_TILE_ROWS;
+	s.whole = args.broadcast ? 1u << 2 : 0;
 	return tg_submit(&s);
 }
 
-static int submit_bwd(const tg_node *fwd, int operand, const char *name, tg_tensor *dout)
+/* The tiles after the first add to a whole gradient. */
+static void accumulate_after_first(void *args, int tile, int ntiles, int64_t row0)
+{
+	(void)ntiles;
+	(void)row0;
+	if (tile > 0)
+		((struct tg_add_args *)args)->accumulate = 1;
+}
+
+static int submit_bwd(const tg_node *fwd, int operand, const char *name, tg_tensor *dout, int reduce)
 {
 	tg_tensor *d;
 	unsigned mode;
@@ -117,22 +114,20 @@ static int submit_bwd(const tg_node *fwd, int operand, const char *name, tg_tens
 	                         (double)tg_tensor_numel(dout));
 	tg_spec_add(&s, d, mode);
 	tg_spec_add(&s, dout, TG_R);
+	s.tile = TG_TILE_ROWS;
+	if (reduce) {
+		s.whole = 1u << 0; /* the column sums of every tile go to one row */
+		s.tile_args = accumulate_after_first;
+	}
 	return tg_submit(&s);
 }
 
 static int add_backward(const tg_node *fwd)
 {
+	const struct tg_add_args *fa = tg_node_args(fwd);
 	tg_tensor *dout = tg_grad_of(fwd, 0);
 	if (!dout)
 		return 0;
-	TG_TRY(submit_bwd(fwd, 1, "add_bwd_da", dout));
-	return submit_bwd(fwd, 2, "add_bwd_db", dout);
+	TG_TRY(submit_bwd(fwd, 1, "add_bwd_da", dout, 0));
+	return submit_bwd(fwd, 2, "add_bwd_db", dout, fa->broadcast);
 }
-
-const tg_op_desc tg_op_add = {
-	.name = "add",
-	.kind = TG_KIND_ELEMENTWISE,
-	.check = add_check,
-	.backward = add_backward,
-	.doc = "out = a + b; b of a's shape or one row broadcast over a's rows (bias)",
-};

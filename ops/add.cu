@@ -1,9 +1,10 @@
-/* add.cu — elementwise add with row broadcast, and its backward (copy / column sums). */
+/* add.cu — elementwise add with row broadcast, and its backward (copy, or column sums). */
 #include "config.h"
 
 #include <starpu.h>
 
 #include "tg_cuda.h"
+#include "tg_kernels.h"
 
 static __global__ void add_fwd_kernel(float *out, int ldo, const float *a, int lda, const float *b, int ldb,
                                       int rows, int cols)
@@ -43,23 +44,20 @@ static unsigned blocks_for(int64_t n, int threads)
 	return (unsigned)((n + threads - 1) / threads);
 }
 
-extern "C" void tg_cuda_add_fwd(float *out, int ldo, const float *a, int lda, const float *b, int ldb, int rows,
-                                int cols, int broadcast)
+extern "C" void tg_add_fwd_cuda(tg_mat out, tg_mat a, tg_mat b, const struct tg_add_args *args, cudaStream_t st)
 {
-	(void)broadcast; /* ldb is 0 for a broadcast row */
-	add_fwd_kernel<<<blocks_for((int64_t)rows * cols, 256), 256, 0, starpu_cuda_get_local_stream()>>>(
-		out, ldo, a, lda, b, ldb, rows, cols);
+	add_fwd_kernel<<<blocks_for((int64_t)out.rows * out.cols, 256), 256, 0, st>>>(
+		TG_MF(out), out.ld, TG_MF(a), a.ld, TG_MF(b), args->broadcast ? 0 : b.ld, out.rows, out.cols);
 	TG_CUDA_LAUNCH_CHECK();
 }
 
-extern "C" void tg_cuda_add_bwd(float *dst, int ldd, const float *src, int lds, int rows, int cols, int reduce_rows,
-                                int accumulate)
+extern "C" void tg_add_bwd_cuda(tg_mat dst, tg_mat src, const struct tg_add_args *args, cudaStream_t st)
 {
-	cudaStream_t st = starpu_cuda_get_local_stream();
-	if (reduce_rows)
-		colsum_kernel<<<blocks_for(cols, 128), 128, 0, st>>>(dst, src, lds, rows, cols, accumulate);
+	if (dst.rows != src.rows)
+		colsum_kernel<<<blocks_for(src.cols, 128), 128, 0, st>>>(TG_MF(dst), TG_MF(src), src.ld, src.rows, src.cols,
+		                                                         args->accumulate);
 	else
-		copy_acc_kernel<<<blocks_for((int64_t)rows * cols, 256), 256, 0, st>>>(dst, ldd, src, lds, rows, cols,
-		                                                                         accumulate);
+		copy_acc_kernel<<<blocks_for((int64_t)src.rows * src.cols, 256), 256, 0, st>>>(
+			TG_MF(dst), dst.ld, TG_MF(src), src.ld, src.rows, src.cols, args->accumulate);
 	TG_CUDA_LAUNCH_CHECK();
 }

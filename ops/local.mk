@@ -1,6 +1,16 @@
-# ops/: one op = ops/NAME.c (CPU kernels, codelets, submission, backward rule) + ops/NAME.cu.
-# The list of ops is ops/ops.def.
-libtaskgrad_la_SOURCES += ops/tg_ops.h ops/tg_cuda.h ops/registry.c \
-	ops/matmul.c ops/add.c ops/relu.c ops/softmax_xent.c ops/sgd.c
-TG_CUDA_SOURCES += ops/cuda_report.cu ops/matmul.cu ops/add.cu ops/relu.cu ops/softmax_xent.cu ops/sgd.cu
-EXTRA_DIST += ops/ops.def
+# ops/: one op = ops/NAME.c (CPU kernels, codelets, submission, backward rule) + ops/NAME.cu;
+# the elementwise family is one row each in ops/elementwise.def. The list of ops is ops/ops.def.
+libtaskgrad_la_SOURCES += ops/tg_ops.h ops/tg_kernels.h ops/tg_math.h ops/tg_cuda.h ops/registry.c \
+	ops/matmul.c ops/add.c ops/softmax_xent.c ops/sgd.c ops/elementwise.c
+TG_CUDA_SOURCES += ops/cuda_report.cu ops/matmul.cu ops/add.cu ops/softmax_xent.cu ops/sgd.cu ops/elementwise.cu
+EXTRA_DIST += ops/ops.def ops/elementwise.def
+
+# make vec-report: what the vectoriser did with each op file's loops (every kernel's inner
+# loop should say "loop vectorized", once per instruction set it is cloned for).
+vec-report:
+	@for f in $(libtaskgrad_la_SOURCES); do case $$f in ops/*.c) ;; *) continue ;; esac; \
+		echo "== $$f"; \
+		$(COMPILE) $(libtaskgrad_la_CPPFLAGS) $(libtaskgrad_la_CFLAGS) -fopt-info-vec-optimized -c $(top_srcdir)/$$f -o /dev/null 2>&1 | \
+			grep "loop vectorized" | sed 's/^.*ops\///; s/: optimized: / /' | sort | uniq -c; \
+	done
+.PHONY: vec-report

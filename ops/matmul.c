@@ -1,65 +1,105 @@
 /* matmul.c — out = op(a) op(b), op(x) = x or x^T (TG_TRANS_A / TG_TRANS_B).
  *
- * Every task of this op is one GEMM, C = op(X) op(Y) + beta C, with beta 0 when the output
- * is written (TG_W) and 1 when a gradient accumulates (TG_ACC). With C = op(A) op(B):
+ * Every task is one GEMM, C = op(X) op(Y) + beta C, beta 0 when C is written (TG_W) and 1 when
+ * it accumulates (TG_ACC). With C = op(A) op(B):
  *   dA = dC op(B)^T          (or op(B) dC^T  when A is transposed)
  *   dB = op(A)^T dC          (or dC^T op(A)  when B is transposed)
- * Gradient rule: activation gradients are written, parameter gradients accumulate. */
+ * Tiles (gemm_tasks): C by row tiles when its rows are X's rows; else, when X and Y share
+ * their rows (weight gradients, X^T dY), by tiles of that summed dimension: the first tile
+ * writes C, the others add to it in submission order (deterministic; the sum is split in T
+ * partial products, so it rounds differently from one task); else C by column tiles (Y's
+ * columns); else one task. Gradient rule: activation gradients are written, parameter
+ * gradients accumulate. */
 #include "tg_ops.h"
 
-/* ------------------------------------------------------------------ CPU kernels */
+/* ------------------------------------------------------------------ kernels */
 
-struct tg_matmul_args {
-	int trans_x, trans_y;
-	float beta;
-};
-
-/* buffers: C (m, n), X, Y */
-static void matmul_cpu(void *buffers[], void *cl_arg)
+void tg_matmul_cpu(tg_mat c, tg_mat x, tg_mat y, const struct tg_matmul_args *a)
 {
-	const struct tg_matmul_args *a = cl_arg;
-	void *c = buffers[0], *x = buffers[1], *y = buffers[2];
-	int m = (int)tg_buf_rows(c), n = (int)tg_buf_cols(c);
-	int k = (int)(a->trans_x ? tg_buf_rows(x) : tg_buf_cols(x));
-	cblas_sgemm(CblasRowMajor, a->trans_x ? CblasTrans : CblasNoTrans, a->trans_y ? CblasTrans : CblasNoTrans,
-	            m, n, k, 1.0f, TG_F32(x), (int)tg_buf_ld(x), TG_F32(y), (int)tg_buf_ld(y), a->beta, TG_F32(c),
-	            (int)tg_buf_ld(c));
+	int k = a->trans_x ? x.rows : x.cols;
+	cblas_sgemm(CblasRowMajor, a->trans_x ? CblasTrans : CblasNoTrans, a->trans_y ? CblasTrans : CblasNoTrans, c.rows,
+	            c.cols, k, 1.0f, TG_MF(x), x.ld, TG_MF(y), y.ld, a->beta, TG_MF(c), c.ld);
 }
-#define matmul_fwd_cpu matmul_cpu
-#define matmul_bwd_cpu matmul_cpu
 
-#ifdef TG_USE_CUDA
-static void matmul_cuda(void *buffers[], void *cl_arg)
-{
-	const struct tg_matmul_args *a = cl_arg;
-	void *c = buffers[0], *x = buffers[1], *y = buffers[2];
-	int k = (int)(a->trans_x ? tg_buf_rows(x) : tg_buf_cols(x));
-	tg_cuda_gemm(TG_F32(c), (int)tg_buf_ld(c), TG_F32(x), (int)tg_buf_ld(x), TG_F32(y), (int)tg_buf_ld(y),
-	             (int)tg_buf_rows(c), (int)tg_buf_cols(c), k, a->trans_x, a->trans_y, a->beta);
-}
-#endif
-
-/* ------------------------------------------------------------------ codelets */
-
-TG_CODELET(matmul_fwd_cl, "matmul_fwd", matmul_fwd_cpu, matmul_cuda);
-TG_CODELET(matmul_bwd_cl, "matmul_bwd", matmul_bwd_cpu, matmul_cuda);
+TG_OP_WRAPPERS(tg_matmul, 3, struct tg_matmul_args)
+TG_OP_CODELET(matmul_fwd_cl, "matmul_fwd", tg_matmul);
+TG_OP_CODELET(matmul_bwd_cl, "matmul_bwd", tg_matmul);
 
 /* ------------------------------------------------------------------ submission */
 
-extern const tg_op_desc tg_op_matmul;
+static int matmul_check(const tg_task_spec *s);
+static int matmul_backward(const tg_node *fwd);
+TG_OP_DESC(matmul, TG_KIND_GEMM, matmul_check, matmul_backward,
+           "out = op(a) op(b), with transpose flags (cuBLAS / OpenBLAS GEMM), tiled by rows");
 
-/* Submit C = op(X) op(Y) (+ C when mode is TG_ACC). */
-static int submit_gemm(struct starpu_codelet *cl, const char *name, tg_phase phase, tg_tensor *c, unsigned mode,
-                       tg_tensor *x, int trans_x, tg_tensor *y, int trans_y)
+static int overlap(const tg_tensor *a, const tg_tensor *b)
 {
-	struct tg_matmul_args args = {trans_x, trans_y, mode == TG_ACC ? 1.0f : 0.0f};
-	double m = (double)tg_tensor_rows(c), n = (double)tg_tensor_cols(c);
-	double k = (double)(trans_x ? tg_tensor_rows(x) : tg_tensor_cols(x));
-	tg_task_spec s = tg_spec(&tg_op_matmul, cl, name, phase, &args, sizeof args, 2.0 * m * n * k);
+	for (const tg_tensor *t = a; t; t = tg_tensor_parent(t))
+		if (t == b)
+			return 1;
+	for (const tg_tensor *t = b; t; t = tg_tensor_parent(t))
+		if (t == a)
+			return 1;
+	return 0;
+}
+
+/* One GEMM task: C (=|+=) op(X) op(Y). */
+static int gemm_task(struct starpu_codelet *cl, const char *name, tg_phase phase, tg_tensor *c, unsigned mode,
+                     tg_tensor *x, int tx, tg_tensor *y, int ty)
+{
+	struct tg_matmul_args args = {tx, ty, mode == TG_ACC ? 1.0f : 0.0f};
+	double k = (double)(tx ? tg_tensor_rows(x) : tg_tensor_cols(x));
+	tg_task_spec s = tg_spec(&tg_op_matmul, cl, name, phase, &args, sizeof args,
+	                         2.0 * (double)tg_tensor_rows(c) * (double)tg_tensor_cols(c) * k);
 	tg_spec_add(&s, c, mode);
 	tg_spec_add(&s, x, TG_R);
 	tg_spec_add(&s, y, TG_R);
 	return tg_submit(&s);
+}
+
+/* The op C (=|+=) op(X) op(Y), in tiles (see the top of this file). */
+static int gemm_tasks(struct starpu_codelet *cl, const char *name, tg_phase phase, tg_tensor *c, unsigned mode,
+                      tg_tensor *x, int tx, tg_tensor *y, int ty)
+{
+	tg_tensor *ct[TG_MAX_TILES], *xt[TG_MAX_TILES], *yt[TG_MAX_TILES];
+	int T;
+	if (!tx && !overlap(x, y) && (T = tg_tile_count(tg_tensor_rows(c))) > 1) { /* rows of C and X */
+		TG_TRY(tg_tensor_partition(c, TG_SPLIT_ROWS, T, ct));
+		TG_TRY(tg_tensor_partition(x, TG_SPLIT_ROWS, T, xt));
+		for (int i = 0; i < T; i++)
+			TG_TRY(gemm_task(cl, name, phase, ct[i], mode, xt[i], tx, y, ty));
+		return 0;
+	}
+	if (tx && !ty && (T = tg_tile_count(tg_tensor_rows(x))) > 1) { /* the summed rows of X and Y */
+		TG_TRY(tg_tensor_partition(x, TG_SPLIT_ROWS, T, xt));
+		TG_TRY(tg_tensor_partition(y, TG_SPLIT_ROWS, T, yt));
+		for (int i = 0; i < T; i++)
+			TG_TRY(gemm_task(cl, name, phase, c, i == 0 ? mode : TG_ACC, xt[i], tx, yt[i], ty));
+		return 0;
+	}
+	if (!ty && !overlap(x, y) && (T = tg_tile_count(tg_tensor_cols(c))) > 1) { /* columns of C and Y */
+		TG_TRY(tg_tensor_partition(c, TG_SPLIT_COLS, T, ct));
+		TG_TRY(tg_tensor_partition(y, TG_SPLIT_COLS, T, yt));
+		for (int i = 0; i < T; i++)
+			TG_TRY(gemm_task(cl, name, phase, ct[i], mode, x, tx, yt[i], ty));
+		return 0;
+	}
+	return gemm_task(cl, name, phase, c, mode, x, tx, y, ty);
+}
+
+/* Record the op (whole tensors), then its tiles. */
+static int gemm_op(struct starpu_codelet *cl, const char *name, tg_phase phase, tg_tensor *c, unsigned mode,
+                   tg_tensor *x, int tx, tg_tensor *y, int ty)
+{
+	struct tg_matmul_args args = {tx, ty, mode == TG_ACC ? 1.0f : 0.0f};
+	tg_task_spec s = tg_spec(&tg_op_matmul, cl, name, phase, &args, sizeof args, 0);
+	tg_spec_add(&s, c, mode);
+	tg_spec_add(&s, x, TG_R);
+	tg_spec_add(&s, y, TG_R);
+	TG_TRY(tg_op_begin(&s));
+	int rc = gemm_tasks(cl, name, phase, c, mode, x, tx, y, ty);
+	tg_op_end();
+	return rc;
 }
 
 static int matmul_check(const tg_task_spec *s)
@@ -87,8 +127,8 @@ int tg_matmul(tg_tensor *out, tg_tensor *a, tg_tensor *b, unsigned flags)
 {
 	TG_CHECK((flags & ~(unsigned)(TG_TRANS_A | TG_TRANS_B)) == 0, TG_EINVAL, "matmul: unknown flags 0x%x", flags);
 	TG_CHECK(out && a && b, TG_EINVAL, "matmul: a tensor argument is NULL");
-	return submit_gemm(&matmul_fwd_cl, "matmul_fwd", TG_PHASE_FWD, out, TG_W, a, !!(flags & TG_TRANS_A), b,
-	                   !!(flags & TG_TRANS_B));
+	return gemm_op(&matmul_fwd_cl, "matmul_fwd", TG_PHASE_FWD, out, TG_W, a, !!(flags & TG_TRANS_A), b,
+	               !!(flags & TG_TRANS_B));
 }
 
 static int matmul_backward(const tg_node *fwd)
@@ -104,24 +144,16 @@ static int matmul_backward(const tg_node *fwd)
 	TG_TRY(tg_grad_target(fwd, 1, &d, &mode));
 	if (d) {
 		if (!ta) /* dA = dC op(B)^T */
-			TG_TRY(submit_gemm(&matmul_bwd_cl, "matmul_bwd_da", TG_PHASE_BWD, d, mode, dc, 0, b, !tb));
+			TG_TRY(gemm_op(&matmul_bwd_cl, "matmul_bwd_da", TG_PHASE_BWD, d, mode, dc, 0, b, !tb));
 		else /* dA = op(B) dC^T */
-			TG_TRY(submit_gemm(&matmul_bwd_cl, "matmul_bwd_da", TG_PHASE_BWD, d, mode, b, tb, dc, 1));
+			TG_TRY(gemm_op(&matmul_bwd_cl, "matmul_bwd_da", TG_PHASE_BWD, d, mode, b, tb, dc, 1));
 	}
 	TG_TRY(tg_grad_target(fwd, 2, &d, &mode));
 	if (d) {
 		if (!tb) /* dB = op(A)^T dC */
-			TG_TRY(submit_gemm(&matmul_bwd_cl, "matmul_bwd_db", TG_PHASE_BWD, d, mode, a, !ta, dc, 0));
+			TG_TRY(gemm_op(&matmul_bwd_cl, "matmul_bwd_db", TG_PHASE_BWD, d, mode, a, !ta, dc, 0));
 		else /* dB = dC^T op(A) */
-			TG_TRY(submit_gemm(&matmul_bwd_cl, "matmul_bwd_db", TG_PHASE_BWD, d, mode, dc, 1, a, ta));
+			TG_TRY(gemm_op(&matmul_bwd_cl, "matmul_bwd_db", TG_PHASE_BWD, d, mode, dc, 1, a, ta));
 	}
 	return 0;
 }
-
-const tg_op_desc tg_op_matmul = {
-	.name = "matmul",
-	.kind = TG_KIND_GEMM,
-	.check = matmul_check,
-	.backward = matmul_backward,
-	.doc = "out = op(a) op(b), with transpose flags (cuBLAS / OpenBLAS GEMM)",
-};

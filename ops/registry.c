@@ -14,11 +14,6 @@ enum tg_op_id {
 #include "ops.def"
 #undef TG_OP
 
-static const char *const op_names[TG_OP_COUNT] = {
-#define TG_OP(name) #name,
-#include "ops.def"
-#undef TG_OP
-};
 
 static const tg_op_desc *const builtin_ops[TG_OP_COUNT] = {
 #define TG_OP(name) &tg_op_##name,
@@ -35,14 +30,31 @@ const tg_op_desc *tg_ops_builtin(int i)
 {
 	if (i < 0 || i >= TG_OP_COUNT)
 		return NULL;
-	/* the descriptor's name is the name ops.def gives it */
-	return strcmp(builtin_ops[i]->name, op_names[i]) == 0 ? builtin_ops[i] : NULL;
+	return builtin_ops[i]; /* TG_OP_DESC named it after its ops.def line */
 }
 
 int tg_check_f32(const char *op, const char *what, const tg_tensor *t)
 {
 	TG_CHECK(t, TG_EINVAL, "%s: %s is NULL", op, what);
 	TG_CHECK(tg_tensor_dtype(t) == TG_F32, TG_EINVAL, "%s: %s '%s' must be float32", op, what, tg_tensor_name(t));
+	return 0;
+}
+
+int tg_check_i32(const char *op, const char *what, const tg_tensor *t)
+{
+	TG_CHECK(t, TG_EINVAL, "%s: %s is NULL", op, what);
+	TG_CHECK(tg_tensor_dtype(t) == TG_I32, TG_EINVAL, "%s: %s '%s' must be int32", op, what, tg_tensor_name(t));
+	return 0;
+}
+
+int tg_check_matrix(const char *op, const char *what, const tg_tensor *t, int64_t rows, int64_t cols)
+{
+	char s[96];
+	TG_CHECK(t, TG_EINVAL, "%s: %s is NULL", op, what);
+	TG_CHECK((rows < 0 || tg_tensor_rows(t) == rows) && (cols < 0 || tg_tensor_cols(t) == cols), TG_ESHAPE,
+	         "%s: %s '%s' %s must be (%s%lld, %s%lld) as a matrix", op, what, tg_tensor_name(t),
+	         tg_tensor_shape_str(t, s, sizeof s), rows < 0 ? "any: " : "", (long long)(rows < 0 ? tg_tensor_rows(t) : rows),
+	         cols < 0 ? "any: " : "", (long long)(cols < 0 ? tg_tensor_cols(t) : cols));
 	return 0;
 }
 

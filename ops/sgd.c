@@ -1,56 +1,41 @@
 /* sgd.c — one SGD step on one parameter (an optimizer task, phase TG_PHASE_OPT):
  *   g = grad + weight_decay * param;  v = momentum * v + g;  param -= lr * v
- * (without a velocity tensor: param -= lr * g). The gradient is then marked empty, so the
- * next backward overwrites it instead of accumulating (no zeroing task). Not differentiable. */
+ * (without a velocity tensor: param -= lr * g), tiled by rows for large parameters. The
+ * gradient is then marked empty, so the next backward overwrites it instead of accumulating
+ * (no zeroing task). Not differentiable. */
 #include "tg_ops.h"
 
-/* ------------------------------------------------------------------ CPU kernels */
+/* ------------------------------------------------------------------ kernels */
 
-struct tg_sgd_args {
-	float lr, momentum, weight_decay;
-	int has_velocity;
-};
-
-/* buffers: param, grad, [velocity] */
-static void sgd_fwd_cpu(void *buffers[], void *cl_arg)
+static TG_VEC void sgd_vec(tg_mat param, tg_mat grad, tg_mat velocity, const struct tg_sgd_args *a)
 {
-	const struct tg_sgd_args *a = cl_arg;
-	void *pb = buffers[0], *gb = buffers[1], *vb = a->has_velocity ? buffers[2] : NULL;
-	uint32_t rows = tg_buf_rows(pb), cols = tg_buf_cols(pb);
-	uint32_t ldp = tg_buf_ld(pb), ldg = tg_buf_ld(gb), ldv = vb ? tg_buf_ld(vb) : 0;
-	float *p = TG_F32(pb), *v = vb ? TG_F32(vb) : NULL;
-	const float *g = TG_F32(gb);
-	for (uint32_t r = 0; r < rows; r++)
-		for (uint32_t c = 0; c < cols; c++) {
-			float *pi = &p[(size_t)r * ldp + c];
-			float gi = g[(size_t)r * ldg + c] + a->weight_decay * *pi;
-			if (v) {
-				float *vi = &v[(size_t)r * ldv + c];
-				*vi = a->momentum * *vi + gi;
-				gi = *vi;
+	for (int r = 0; r < param.rows; r++) {
+		float *restrict p = TG_ROW(param, r);
+		const float *restrict g = TG_ROW(grad, r);
+		if (velocity.p) {
+			float *restrict v = TG_ROW(velocity, r);
+			for (int c = 0; c < param.cols; c++) {
+				v[c] = a->momentum * v[c] + (g[c] + a->weight_decay * p[c]);
+				p[c] -= a->lr * v[c];
 			}
-			*pi -= a->lr * gi;
+		} else {
+			for (int c = 0; c < param.cols; c++)
+				p[c] -= a->lr * (g[c] + a->weight_decay * p[c]);
 		}
+	}
 }
 
-#ifdef TG_USE_CUDA
-static void sgd_fwd_cuda(void *buffers[], void *cl_arg)
+void tg_sgd_cpu(tg_mat param, tg_mat grad, tg_mat velocity, const struct tg_sgd_args *a)
 {
-	const struct tg_sgd_args *a = cl_arg;
-	void *pb = buffers[0], *gb = buffers[1], *vb = a->has_velocity ? buffers[2] : NULL;
-	tg_cuda_sgd(TG_F32(pb), (int)tg_buf_ld(pb), TG_F32(gb), (int)tg_buf_ld(gb), vb ? TG_F32(vb) : NULL,
-	            vb ? (int)tg_buf_ld(vb) : 0, (int)tg_buf_rows(pb), (int)tg_buf_cols(pb), a->lr, a->momentum,
-	            a->weight_decay);
+	sgd_vec(param, grad, velocity, a);
 }
-#endif
 
-/* ------------------------------------------------------------------ codelets */
-
-TG_CODELET(sgd_fwd_cl, "sgd_fwd", sgd_fwd_cpu, sgd_fwd_cuda);
+TG_OP_WRAPPERS(tg_sgd, 3, struct tg_sgd_args)
+TG_OP_CODELET(sgd_cl, "sgd_fwd", tg_sgd);
 
 /* ------------------------------------------------------------------ submission */
 
-extern const tg_op_desc tg_op_sgd;
+TG_OP_DESC(sgd, TG_KIND_OPTIMIZER, NULL, NULL, "SGD step with momentum and weight decay on one parameter");
 
 int tg_sgd(tg_tensor *param, tg_tensor *velocity, const tg_sgd_params *p)
 {
@@ -71,22 +56,15 @@ int tg_sgd(tg_tensor *param, tg_tensor *velocity, const tg_sgd_params *p)
 	}
 	if (!tg_tensor_grad_valid(param))
 		return 0; /* no gradient reached it: nothing to do */
-	struct tg_sgd_args args = {p->lr, p->momentum, p->weight_decay, velocity != NULL};
-	tg_task_spec s = tg_spec(&tg_op_sgd, &sgd_fwd_cl, "sgd_update", TG_PHASE_OPT, &args, sizeof args,
+	struct tg_sgd_args args = {p->lr, p->momentum, p->weight_decay};
+	tg_task_spec s = tg_spec(&tg_op_sgd, &sgd_cl, "sgd_update", TG_PHASE_OPT, &args, sizeof args,
 	                         (velocity ? 5.0 : 3.0) * (double)tg_tensor_numel(param));
 	s.layer = tg_tensor_layer(param);
 	tg_spec_add(&s, param, TG_RW);
 	tg_spec_add(&s, tg_tensor_grad(param), TG_R);
 	if (velocity)
 		tg_spec_add(&s, velocity, TG_RW);
+	s.tile = TG_TILE_ROWS;
 	TG_TRY(tg_submit(&s));
 	return tg_zero_grad(param);
 }
-
-const tg_op_desc tg_op_sgd = {
-	.name = "sgd",
-	.kind = TG_KIND_OPTIMIZER,
-	.check = NULL,
-	.backward = NULL,
-	.doc = "SGD step with momentum and weight decay on one parameter",
-};

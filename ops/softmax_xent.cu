@@ -1,12 +1,14 @@
 /* softmax_xent.cu — fused softmax cross-entropy. One block per row; the reductions use a
- * fixed tree, and the mean over rows is a second single-block kernel, so the result does
- * not depend on scheduling (no atomics). */
+ * fixed tree, and the tile's share of the mean is a second single-block kernel, so the result
+ * does not depend on scheduling (no atomics). A target out of range is reported through the
+ * first 16 bytes of the scratch (cuda_report.cu); the per-row losses follow it. */
 #include "config.h"
 
 #include <math.h>
 #include <starpu.h>
 
 #include "tg_cuda.h"
+#include "tg_kernels.h"
 
 #define THREADS 256
 
@@ -39,7 +41,7 @@ static __device__ float block_sum(float v, float *sh)
 	return r;
 }
 
-/* max and sum(exp(x - max)) of row r */
+/* max and sum(exp(x - max)) of one row */
 static __device__ void row_stats(const float *row, int v, float *sh, float *max, float *sum)
 {
 	float m = -INFINITY;
@@ -60,7 +62,7 @@ static __device__ int target_at(const int32_t *targets, int tcols, int tld, int 
 }
 
 static __global__ void rowloss_kernel(float *rowloss, const float *logits, int ld, const int32_t *targets, int tcols,
-                                      int tld, int v, tg_cuda_report *report)
+                                      int tld, int v, int row0, tg_cuda_report *report)
 {
 	__shared__ float sh[THREADS];
 	int r = blockIdx.x;
@@ -73,25 +75,27 @@ static __global__ void rowloss_kernel(float *rowloss, const float *logits, int l
 			rowloss[r] = m + logf(s) - row[t];
 		} else { /* never read outside the row: report the target instead */
 			rowloss[r] = NAN;
-			tg_cuda_report_raise(report, t, r, v);
+			tg_cuda_report_raise(report, t, row0 + r, v);
 		}
 	}
 }
 
-static __global__ void mean_kernel(float *loss, const float *rowloss, int n)
+static __global__ void share_kernel(float *loss, const float *rowloss, int n, double total, int accumulate)
 {
 	__shared__ float sh[THREADS];
 	float s = 0.0f;
 	for (int i = threadIdx.x; i < n; i += THREADS)
 		s += rowloss[i];
 	s = block_sum(s, sh);
-	if (threadIdx.x == 0)
-		loss[0] = s / n;
+	if (threadIdx.x == 0) {
+		float share = (float)(s / total);
+		loss[0] = accumulate ? loss[0] + share : share;
+	}
 }
 
 static __global__ void bwd_kernel(float *dlogits, int ldd, const float *dloss, const float *logits, int ld,
-                                  const int32_t *targets, int tcols, int tld, int n, int v, int accumulate,
-                                  tg_cuda_report *report)
+                                  const int32_t *targets, int tcols, int tld, double total, int v, int accumulate,
+                                  int row0, tg_cuda_report *report)
 {
 	__shared__ float sh[THREADS];
 	int r = blockIdx.x;
@@ -102,34 +106,36 @@ static __global__ void bwd_kernel(float *dlogits, int ldd, const float *dloss, c
 	int t = target_at(targets, tcols, tld, r);
 	int valid = t >= 0 && t < v;
 	if (!valid && threadIdx.x == 0)
-		tg_cuda_report_raise(report, t, r, v);
-	float scale = dloss[0] / n;
+		tg_cuda_report_raise(report, t, row0 + r, v);
+	float scale = (float)(dloss[0] / total);
 	for (int j = threadIdx.x; j < v; j += THREADS) {
 		float g = valid ? scale * (expf(row[j] - m) / s - (j == t ? 1.0f : 0.0f)) : NAN;
 		drow[j] = accumulate ? drow[j] + g : g;
 	}
 }
 
-extern "C" void tg_cuda_softmax_xent_fwd(float *loss, const float *logits, int ld, const int32_t *targets, int tcols,
-                                         int tld, int n, int v, float *rowloss, tg_cuda_report *report,
-                                         const char *fmt)
+extern "C" void tg_softmax_xent_fwd_cuda(tg_mat loss, tg_mat logits, tg_mat targets, tg_mat scratch,
+                                         const struct tg_softmax_xent_args *a, cudaStream_t st)
 {
-	cudaStream_t st = starpu_cuda_get_local_stream();
+	tg_cuda_report *report = (tg_cuda_report *)scratch.p;
+	float *rowloss = (float *)(report + 1);
 	tg_cuda_report_clear(report, st);
-	rowloss_kernel<<<n, THREADS, 0, st>>>(rowloss, logits, ld, targets, tcols, tld, v, report);
+	rowloss_kernel<<<logits.rows, THREADS, 0, st>>>(rowloss, TG_MF(logits), logits.ld, TG_MI(targets), targets.cols,
+	                                                targets.ld, logits.cols, (int)a->row0, report);
 	TG_CUDA_LAUNCH_CHECK();
-	tg_cuda_report_check(report, TG_SITE_XENT_FWD, fmt, st);
-	mean_kernel<<<1, THREADS, 0, st>>>(loss, rowloss, n);
+	tg_cuda_report_check(report, TG_SITE_XENT_FWD, a->bad_target_fmt, st);
+	share_kernel<<<1, THREADS, 0, st>>>(TG_MF(loss), rowloss, logits.rows, (double)a->total_rows, a->accumulate);
 	TG_CUDA_LAUNCH_CHECK();
 }
 
-extern "C" void tg_cuda_softmax_xent_bwd(float *dlogits, int ldd, const float *dloss, const float *logits, int ld,
-                                         const int32_t *targets, int tcols, int tld, int n, int v, int accumulate,
-                                         tg_cuda_report *report, const char *fmt)
+extern "C" void tg_softmax_xent_bwd_cuda(tg_mat dlogits, tg_mat dloss, tg_mat logits, tg_mat targets, tg_mat scratch,
+                                         const struct tg_softmax_xent_args *a, cudaStream_t st)
 {
-	cudaStream_t st = starpu_cuda_get_local_stream();
+	tg_cuda_report *report = (tg_cuda_report *)scratch.p;
 	tg_cuda_report_clear(report, st);
-	bwd_kernel<<<n, THREADS, 0, st>>>(dlogits, ldd, dloss, logits, ld, targets, tcols, tld, n, v, accumulate, report);
+	bwd_kernel<<<logits.rows, THREADS, 0, st>>>(TG_MF(dlogits), dlogits.ld, TG_MF(dloss), TG_MF(logits), logits.ld,
+	                                            TG_MI(targets), targets.cols, targets.ld, (double)a->total_rows,
+	                                            logits.cols, a->accumulate, (int)a->row0, report);
 	TG_CUDA_LAUNCH_CHECK();
-	tg_cuda_report_check(report, TG_SITE_XENT_BWD, fmt, st);
+	tg_cuda_report_check(report, TG_SITE_XENT_BWD, a->bad_target_fmt, st);
 }

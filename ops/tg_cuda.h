@@ -64,34 +64,6 @@ static __device__ inline void tg_cuda_report_raise(tg_cuda_report *r, int a, int
 }
 #endif
 
-/* matmul.cu: C (m, n) = op(X) op(Y) + beta C, row-major with leading dimensions. */
-void tg_cuda_gemm(float *c, int ldc, const float *x, int ldx, const float *y, int ldy,
-                  int m, int n, int k, int trans_x, int trans_y, float beta);
-
-/* add.cu */
-void tg_cuda_add_fwd(float *out, int ldo, const float *a, int lda, const float *b, int ldb,
-                     int rows, int cols, int broadcast);
-/* dst (=|+=) src, or the column sums of src when dst has one row. */
-void tg_cuda_add_bwd(float *dst, int ldd, const float *src, int lds, int rows, int cols,
-                     int reduce_rows, int accumulate);
-
-/* relu.cu */
-void tg_cuda_relu_fwd(float *out, int ldo, const float *x, int ldx, int rows, int cols);
-void tg_cuda_relu_bwd(float *dx, int lddx, const float *dout, int lddo, const float *x, int ldx,
-                      int rows, int cols, int accumulate);
-
-/* softmax_xent.cu: targets is a (., tcols) matrix with rows tld apart; rowloss is a scratch
- * buffer of n floats; a target outside [0, v) is reported (fmt) through report. */
-void tg_cuda_softmax_xent_fwd(float *loss, const float *logits, int ld, const int32_t *targets, int tcols,
-                              int tld, int n, int v, float *rowloss, tg_cuda_report *report, const char *fmt);
-void tg_cuda_softmax_xent_bwd(float *dlogits, int ldd, const float *dloss, const float *logits, int ld,
-                              const int32_t *targets, int tcols, int tld, int n, int v, int accumulate,
-                              tg_cuda_report *report, const char *fmt);
-
-/* sgd.cu */
-void tg_cuda_sgd(float *param, int ldp, const float *grad, int ldg, float *velocity, int ldv, int rows,
-                 int cols, float lr, float momentum, float weight_decay);
-
 #ifdef __cplusplus
 }
 #endif

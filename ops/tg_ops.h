@@ -1,7 +1,8 @@
 /*
- * tg_ops.h — what every op file shares: the TG_CODELET macro, BLAS, shape helpers.
- * Ops use the public API (taskgrad.h) like users' own ops do; tg_starpu.h hides the
- * StarPU 1.3/1.4 differences.
+ * tg_ops.h — what every op file shares: the public op kit (taskgrad_op.h: tg_mat, codelet
+ * wrappers, specs, checks), the kernels' declarations (tg_kernels.h), BLAS, and the macros
+ * that make a built-in op's codelets and descriptor. Ops use the public API like users' own
+ * ops do; there is no #ifdef in an op file.
  */
 #ifndef TG_OPS_H
 #define TG_OPS_H
@@ -14,62 +15,41 @@
 #include <string.h>
 
 #include "taskgrad.h"
+#include "taskgrad_op.h"
 #include "tg_check.h"
-#include "tg_starpu.h"
+#include "tg_kernels.h"
+#include "tg_math.h"
 #ifdef TG_USE_CUDA
 #include "tg_cuda.h"
 #endif
 
-/* TG_CODELET(var, "name", cpu_fn, cuda_fn): a codelet with a history-based perfmodel whose
- * symbol is "tg_name", per-task access modes (STARPU_VARIABLE_NBUFFERS), and the CUDA
- * implementation (asynchronous, on StarPU's stream) only when CUDA is compiled in. */
+/* TG_OP_WRAPPERS(k, n, args_t): the StarPU functions of kernel k (k##_cpu, and k##_cuda when
+ * CUDA is compiled in) for tasks with n buffers. TG_OP_CODELET(var, "name", k): a codelet
+ * running them (task and performance-model name "name"). */
 #ifdef TG_USE_CUDA
-#define TG_CUDA_IMPL(fn) .cuda_funcs = {fn}, .cuda_flags = {STARPU_CUDA_ASYNC},
+#define TG_OP_WRAPPERS(k, n, args_t) TG_CPU_WRAPPER(k##_cpu, n, args_t) TG_CUDA_WRAPPER(k##_cuda, n, args_t)
+#define TG_OP_CODELET(var, cname, k) TG_CODELET(var, cname, k##_cpu_starpu_cpu, k##_cuda_starpu_cuda)
 #else
-#define TG_CUDA_IMPL(fn)
+#define TG_OP_WRAPPERS(k, n, args_t) TG_CPU_WRAPPER(k##_cpu, n, args_t)
+#define TG_OP_CODELET(var, cname, k) TG_CODELET(var, cname, k##_cpu_starpu_cpu, NULL)
 #endif
-#define TG_CODELET(var, cname, cpu_fn, cuda_fn)                                       \
-	static struct starpu_perfmodel var##_model = {                                \
-		.type = STARPU_HISTORY_BASED,                                         \
-		.symbol = "tg_" cname,                                                \
-	};                                                                            \
-	static struct starpu_codelet var = {                                          \
-		.cpu_funcs = {cpu_fn},                                                \
-		.cpu_funcs_name = {#cpu_fn},                                          \
-		TG_CUDA_IMPL(cuda_fn)                                                 \
-		.nbuffers = STARPU_VARIABLE_NBUFFERS,                                 \
-		.model = &var##_model,                                                \
-		.name = cname,                                                        \
-	}
 
-/* A task spec with its common fields set. */
-static inline tg_task_spec tg_spec(const tg_op_desc *op, struct starpu_codelet *cl, const char *name,
-                                   tg_phase phase, const void *args, size_t args_size, double flops)
-{
-	tg_task_spec s;
-	memset(&s, 0, sizeof s);
-	s.op = op;
-	s.cl = cl;
-	s.name = name;
-	s.phase = phase;
-	s.args = args;
-	s.args_size = args_size;
-	s.flops = flops;
-	return s;
-}
+/* TG_OP_DESC(name, kind, check, backward, doc): the descriptor tg_op_<name>, named "name". */
+#define TG_OP_DESC(nm, knd, chk, bwd, dc)                                                          \
+	extern const tg_op_desc tg_op_##nm;                                                        \
+	const tg_op_desc tg_op_##nm = {.name = #nm, .kind = knd, .check = chk, .backward = bwd, .doc = dc}
 
-static inline void tg_spec_add(tg_task_spec *s, tg_tensor *t, unsigned mode)
-{
-	s->t[s->n] = t;
-	s->mode[s->n] = mode;
-	s->n++;
-}
+/* Kernels of memory-bound work are compiled for several instruction sets (the best one is
+ * picked when the library loads), so an installed library uses AVX2/AVX-512 where present.
+ * TG_VEC goes on a static function (GCC exports cloned functions whatever their visibility,
+ * so the kernel itself is a plain function that calls it). */
+#ifdef TG_HAVE_TARGET_CLONES
+#define TG_VEC __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TG_VEC
+#endif
 
-/* Shape checks shared by ops. */
-int tg_check_f32(const char *op, const char *what, const tg_tensor *t);
-int tg_check_same_shape(const char *op, const char *wa, const tg_tensor *a, const char *wb, const tg_tensor *b);
-
-/* Float buffer of a codelet argument. */
-#define TG_F32(buf) ((float *)tg_buf_ptr(buf))
+/* A row of a tg_mat. */
+#define TG_ROW(m, r) (TG_MF(m) + (size_t)(r) * (size_t)(m).ld)
 
 #endif /* TG_OPS_H */

@@ -391,6 +391,11 @@ tg_tensor *tg_node_tensor(const tg_node *n, int i)
 	return tg_node_tensor_live(n, i);
 }
 
+const tg_op_desc *tg_node_op(const tg_node *n)
+{
+	return n ? n->op : NULL;
+}
+
 const void *tg_node_args(const tg_node *n)
 {
 	return n ? n->args : NULL;

@@ -249,6 +249,7 @@ static int submit_tiled(const tg_task_spec *s, int oprec)
 	unsigned char argbuf[1024];
 	TG_CHECK(s->args_size <= sizeof argbuf, TG_EINVAL, "%s: arguments of %zu bytes are too large to tile (%zu at most)",
 	         spec_name(s), s->args_size, sizeof argbuf);
+	int64_t row0 = 0;
 	for (int k = 0; k < T; k++) {
 		tg_task_spec ts = *s;
 		ts.tile = TG_TILE_NONE;
@@ -262,10 +263,11 @@ static int submit_tiled(const tg_task_spec *s, int oprec)
 		if (s->args_size) {
 			memcpy(argbuf, s->args, s->args_size);
 			if (s->tile_args)
-				s->tile_args(argbuf, k, T);
+				s->tile_args(argbuf, k, T, row0);
 			ts.args = argbuf;
 		}
 		TG_TRY(submit_task(&ts, oprec));
+		row0 += rows / T + (k < rows % T ? 1 : 0); /* the split of tg_tensor_partition */
 	}
 	return 0;
 }

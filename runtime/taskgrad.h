@@ -329,8 +329,15 @@ TG_API int tg_matmul(tg_tensor *out, tg_tensor *a, tg_tensor *b, unsigned flags)
  *   out (.., C), a (.., C), b (.., C) or (C) */
 TG_API int tg_add(tg_tensor *out, tg_tensor *a, tg_tensor *b);
 
-/* out = max(x, 0)   out, x same shape */
+/* The elementwise family: out and x (and a, b) of one shape, any rank.
+ *   relu: max(x, 0)   gelu: GELU, tanh form   tanh   sigmoid: 1 / (1 + exp(-x))
+ *   scale: p x        mul: a * b */
 TG_API int tg_relu(tg_tensor *out, tg_tensor *x);
+TG_API int tg_gelu(tg_tensor *out, tg_tensor *x);
+TG_API int tg_tanh(tg_tensor *out, tg_tensor *x);
+TG_API int tg_sigmoid(tg_tensor *out, tg_tensor *x);
+TG_API int tg_scale(tg_tensor *out, tg_tensor *x, float p);
+TG_API int tg_mul(tg_tensor *out, tg_tensor *a, tg_tensor *b);
 
 /* loss = mean over rows r of -log softmax(logits[r])[targets[r]]   (fused, numerically stable)
  *   loss (1), logits (N, V), targets (N) int32 in [0, V). A target outside [0, V) is never
@@ -407,10 +414,11 @@ typedef struct tg_task_spec {
 	 * elements into pieces; the others go whole to every task, and a whole operand that is
 	 * written is written by the first task and accumulated into (TG_ACC) by the others. The
 	 * flops are shared out. tile_args, when set, adjusts each task's copy of args (tile i of
-	 * n), e.g. to say "accumulate" to the tasks after the first. */
+	 * n, whose first row is row0 of the op's rows), e.g. to say "accumulate" to the tasks
+	 * after the first, or where a tile's rows are (positions). */
 	unsigned tile;
 	unsigned whole;              /* bit i set: operand i goes whole to every tile, whatever its shape */
-	void (*tile_args)(void *args, int tile, int ntiles);
+	void (*tile_args)(void *args, int tile, int ntiles, int64_t row0);
 } tg_task_spec;
 enum { TG_TILE_NONE = 0, TG_TILE_ROWS = 1 };
 #define TG_MAX_TILES 64
@@ -440,6 +448,7 @@ TG_API int tg_op_end(void);
 /* For backward rules. */
 TG_API tg_tensor *tg_node_tensor(const tg_node *n, int i);   /* operand i (NULL if freed) */
 TG_API const void *tg_node_args(const tg_node *n);
+TG_API const tg_op_desc *tg_node_op(const tg_node *n);
 TG_API int tg_node_num_operands(const tg_node *n);
 /* The gradient of forward output out for the version fwd wrote, or NULL when no gradient
  * reached it. */

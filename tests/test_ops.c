@@ -189,6 +189,85 @@ static int run_relu(tg_tensor **out, tg_tensor **in, const op_case *c)
 	return tg_relu(out[0], in[0]);
 }
 
+/* The rest of the elementwise family: f and f' in double. */
+static double gelu_d(double x)
+{
+	return 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+}
+static double gelu_grad_d(double x)
+{
+	double u = 0.7978845608028654 * (x + 0.044715 * x * x * x), t = tanh(u);
+	return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x * x);
+}
+static double sigmoid_d(double x)
+{
+	return 1.0 / (1.0 + exp(-x));
+}
+
+enum { FN_GELU, FN_TANH, FN_SIGMOID, FN_SCALE };
+static double unary_f(int fn, double x, double p)
+{
+	switch (fn) {
+	case FN_GELU: return gelu_d(x);
+	case FN_TANH: return tanh(x);
+	case FN_SIGMOID: return sigmoid_d(x);
+	default: return p * x;
+	}
+}
+static double unary_df(int fn, double x, double p)
+{
+	switch (fn) {
+	case FN_GELU: return gelu_grad_d(x);
+	case FN_TANH: return 1.0 - tanh(x) * tanh(x);
+	case FN_SIGMOID: return sigmoid_d(x) * (1.0 - sigmoid_d(x));
+	default: return p;
+	}
+}
+
+static void ref_unary_fwd(double **res, double *const *in, const op_case *c)
+{
+	for (int64_t i = 0; i < numel(&c->in[0]); i++)
+		res[0][i] = unary_f(c->iarg, in[0][i], c->farg[0]);
+}
+
+static void ref_unary_bwd(double **din, const double *dout, double *const *in, const op_case *c)
+{
+	for (int64_t i = 0; i < numel(&c->in[0]); i++)
+		din[0][i] = dout[i] * unary_df(c->iarg, in[0][i], c->farg[0]);
+}
+
+static int run_unary(tg_tensor **out, tg_tensor **in, const op_case *c)
+{
+	switch (c->iarg) {
+	case FN_GELU: return tg_gelu(out[0], in[0]);
+	case FN_TANH: return tg_tanh(out[0], in[0]);
+	case FN_SIGMOID: return tg_sigmoid(out[0], in[0]);
+	default: return tg_scale(out[0], in[0], c->farg[0]);
+	}
+}
+
+static void ref_mul_fwd(double **res, double *const *in, const op_case *c)
+{
+	for (int64_t i = 0; i < numel(&c->in[0]); i++)
+		res[0][i] = in[0][i] * in[1][i];
+}
+
+static void ref_mul_bwd(double **din, const double *dout, double *const *in, const op_case *c)
+{
+	for (int64_t i = 0; i < numel(&c->in[0]); i++) {
+		if (din[0])
+			din[0][i] = dout[i] * in[1][i];
+		if (din[1])
+			din[1][i] = dout[i] * in[0][i];
+	}
+}
+
+static int run_mul(tg_tensor **out, tg_tensor **in, const op_case *c)
+{
+	(void)c;
+	return tg_mul(out[0], in[0], in[1]);
+}
+
 /* logits (N, V), targets (N) */
 static void softmax_row(const double *x, int64_t v, double *p)
 {
@@ -265,6 +344,10 @@ static int run_sgd(tg_tensor **out, tg_tensor **in, const op_case *c)
 	{"add", label_, 2, {a_, b_}, 1, {a_}, 0, {0}, run_add, ref_add_fwd, ref_add_bwd, 0, {0}}
 #define RELU(label_, x_) \
 	{"relu", label_, 1, {RELU_IN x_}, 1, {F32 x_}, 0, {0}, run_relu, ref_relu_fwd, ref_relu_bwd, 0, {0}}
+#define UNARY(op_, fn_, p_, label_, x_) \
+	{op_, label_, 1, {F32G x_}, 1, {F32 x_}, 0, {0}, run_unary, ref_unary_fwd, ref_unary_bwd, fn_, {p_}}
+#define MUL(label_, a_, b_) \
+	{"mul", label_, 2, {a_, b_}, 1, {a_}, 0, {0}, run_mul, ref_mul_fwd, ref_mul_bwd, 0, {0}}
 #define XENT(label_, n_, v_) \
 	{"softmax_xent", label_, 2, {F32G(n_, v_), TARGETS(n_)}, 1, {F32(1)}, 0, {0}, run_xent, ref_xent_fwd, ref_xent_bwd, 0, {0}}
 
@@ -286,6 +369,18 @@ static op_case cases[] = {
 	RELU("(3,17)", (3, 17)),
 	RELU("(129,3)", (129, 3)),
 	RELU("rank 4 (2,1,3,17)", (2, 1, 3, 17)),
+	UNARY("gelu", FN_GELU, 0, "(1)", (1)),
+	UNARY("gelu", FN_GELU, 0, "(17,129)", (17, 129)),
+	UNARY("gelu", FN_GELU, 0, "rank 3 (2,3,17)", (2, 3, 17)),
+	UNARY("tanh", FN_TANH, 0, "(3,17)", (3, 17)),
+	UNARY("tanh", FN_TANH, 0, "(129,3)", (129, 3)),
+	UNARY("sigmoid", FN_SIGMOID, 0, "(3,17)", (3, 17)),
+	UNARY("sigmoid", FN_SIGMOID, 0, "(129,3)", (129, 3)),
+	UNARY("scale", FN_SCALE, -1.75f, "by -1.75 (17,3)", (17, 3)),
+	UNARY("scale", FN_SCALE, 0.0f, "by 0 (5)", (5)),
+	MUL("(17,3)*(17,3)", F32G(17, 3), F32G(17, 3)),
+	MUL("only a needs a gradient (3,129)", F32G(3, 129), F32(3, 129)),
+	MUL("rank 3 (2,3,17)", F32G(2, 3, 17), F32G(2, 3, 17)),
 	XENT("(1,3)", 1, 3),
 	XENT("(17,129)", 17, 129),
 	XENT("(129,17)", 129, 17),
@@ -589,9 +684,10 @@ static void check_modes(state *st)
 	tg_graph *g;
 	TG_OK_OR_FAIL(tg_graph_take(&g));
 	int bad = 0, ngrad[2][MAXIN] = {{0}};
-	/* per pass, the tensors (tiles or whole) written so far: the first write of each writes
-	 * (TG_W), the others accumulate; in the second backward pass every contribution adds */
-	uint64_t *seen = calloc((size_t)tg_graph_num_nodes(g) * 8 + 8, sizeof *seen);
+	/* per pass, the tensors (tiles or whole) written so far: the first write of a region
+	 * writes (TG_W), the others accumulate (a tensor overlaps its tiles); in the second
+	 * backward pass every contribution adds */
+	uint64_t *seen = calloc((size_t)tg_graph_num_nodes(g) * 16 + 16, sizeof *seen);
 	int nseen = 0, last_pass = -1;
 	assert_non_null(seen);
 	for (int i = 0; i < tg_graph_num_nodes(g); i++) {
@@ -614,9 +710,11 @@ static void check_modes(state *st)
 				want = TG_RW;
 			else if ((role == ROLE_OUTPUT && pass == 0) || (role == ROLE_GRAD && pass > 0)) {
 				int first = 1;
-				for (int k = 0; k < nseen; k++)
-					first &= seen[k] != oi.tensor_id;
+				for (int k = 0; k < nseen; k += 2)
+					first &= seen[k] != oi.tensor_id && seen[k + 1] != oi.tensor_id &&
+					         (!oi.parent_id || seen[k] != oi.parent_id);
 				seen[nseen++] = oi.tensor_id;
+				seen[nseen++] = oi.parent_id;
 				want = pass == 2 || !first ? TG_ACC : TG_W;
 				if (role == ROLE_GRAD)
 					ngrad[pass - 1][which]++;
@@ -721,16 +819,26 @@ static void check_backward(state *st)
 	}
 }
 
+/* One row under one tiling: its tasks in one tile, or in several uneven ones (tiles of two
+ * rows, seven at most: a 17-row op runs as tiles of 3, 3, 3, 2, 2, 2, 2 rows). */
+typedef struct run_spec {
+	const op_case *c;
+	int tiled;
+} run_spec;
+static run_spec *runs;
+
 static void run_case(void **statep)
 {
-	const op_case *c = *statep;
+	const run_spec *run = *statep;
+	const op_case *c = run->c;
 	state s, *st = &s;
 	memset(st, 0, sizeof s);
 	st->c = c;
 	case_seed = tg_test_seed("op harness") + (uint64_t)(c - cases) * 7919u;
 	stream_counter = 0;
-	print_message("%s %s on %s\n", c->op, c->label, BACKEND_NAME);
+	print_message("%s %s on %s, %s\n", c->op, c->label, BACKEND_NAME, run->tiled ? "tiled" : "one tile");
 
+	TG_OK_OR_FAIL(run->tiled ? tg_set_tiling(2, 7) : tg_set_tiling(0, 1));
 	TG_OK_OR_FAIL(tg_graph_reset());
 	TG_OK_OR_FAIL(tg_set_backend(TG_TEST_BACKEND));
 	make_inputs(st);
@@ -768,6 +876,7 @@ static void run_case(void **statep)
 	bad += guarded_free(&st->dout, 1, "output gradient R");
 	free(st->dout_h);
 	TG_OK_OR_FAIL(tg_set_backend(TG_BACKEND_ANY));
+	TG_OK_OR_FAIL(tg_set_tiling(0, 0));
 	if (unsupported) {
 		print_message("  NOT SUPPORTED on %s: %s\n", BACKEND_NAME, tg_last_error());
 		unsupported_rows++;
@@ -844,20 +953,21 @@ static void xent_extreme_logits(void **unused)
 	xent_free(&xr);
 }
 
-/* A target outside [0, V) is an error at the next wait, naming its row and value, for the
- * forward and for the backward task; the loss is NaN. */
-static void xent_targets_out_of_range(void **unused)
+/* A target outside [0, V) is an error at the next wait, naming its row (of the whole op,
+ * whatever the tile) and value, for the forward and for the backward task; the loss is NaN. */
+static void targets_out_of_range(int tiled)
 {
-	(void)unused;
-	enum { N = 4, V = 5 };
+	enum { N = 9, V = 5, BAD_ROW = 7 };
 	const int32_t bad[] = {V, -1, INT32_MAX, INT32_MIN};
 	float x[N * V];
 	tg_fill f = {TG_FILL_NORMAL, 0, 1, tg_test_seed("op harness"), 99};
 	TG_OK_OR_FAIL(tg_fill_host(x, N * V, &f));
+	TG_OK_OR_FAIL(tiled ? tg_set_tiling(2, 0) : tg_set_tiling(0, 1));
 	for (int k = 0; k < 4; k++) {
-		int32_t t[N] = {0, 4, bad[k], 1};
+		int32_t t[N] = {0, 4, 1, 2, 3, 0, 1, 2, 3};
+		t[BAD_ROW] = bad[k];
 		char needle[96];
-		snprintf(needle, sizeof needle, "target %d of row 2 is outside [0, %d)", (int)bad[k], V);
+		snprintf(needle, sizeof needle, "target %d of row %d is outside [0, %d)", (int)bad[k], BAD_ROW, V);
 		xent_run xr;
 		xent_submit(&xr, x, t, N, V);
 		float l;
@@ -872,6 +982,134 @@ static void xent_targets_out_of_range(void **unused)
 		TG_OK_OR_FAIL(tg_wait_all()); /* taken once */
 		xent_free(&xr);
 	}
+	TG_OK_OR_FAIL(tg_set_tiling(0, 0));
+}
+
+static void xent_targets_out_of_range(void **unused)
+{
+	(void)unused;
+	targets_out_of_range(0);
+}
+
+static void xent_targets_out_of_range_tiled(void **unused)
+{
+	(void)unused;
+	targets_out_of_range(1);
+}
+
+/* What each op says about tiles: the same bits whatever the tiling where the sums keep their
+ * order (elementwise ops, bias gradients summed row after row), within rounding where a sum is
+ * split (the loss, weight gradients summed over the token dimension). */
+static void tilings_agree(void **unused)
+{
+	(void)unused;
+	enum { N = 37, C = 19, H = 23, V = 7, NT = 3 };
+	const int tilings[NT][2] = {{0, 1}, {5, 0}, {2, 7}};
+	float *xh = malloc(N * C * sizeof(float)), *wh = malloc(H * C * sizeof(float));
+	int32_t th[N];
+	tg_fill fx = {TG_FILL_NORMAL, 0, 1, tg_test_seed("op harness"), 300}, fw = fx;
+	fw.stream = 301;
+	TG_OK_OR_FAIL(tg_fill_host(xh, N * C, &fx));
+	TG_OK_OR_FAIL(tg_fill_host(wh, H * C, &fw));
+	for (int i = 0; i < N; i++)
+		th[i] = (i * 5) % V;
+	static float h[NT][N * H], db[NT][H], dw[NT][H * C], dv[NT][V * H], loss[NT];
+	for (int k = 0; k < NT; k++) {
+		TG_OK_OR_FAIL(tg_set_tiling(tilings[k][0], tilings[k][1]));
+		TG_OK_OR_FAIL(tg_graph_reset());
+		TG_OK_OR_FAIL(tg_set_backend(TG_TEST_BACKEND));
+		tg_tensor *x, *w, *b, *v, *z, *a, *g, *o, *t, *l;
+		TG_OK_OR_FAIL(tg_tensor_new_from_host(&x, "x", TG_F32, TG_SHAPE(N, C), xh, N * C * sizeof(float)));
+		TG_OK_OR_FAIL(tg_tensor_new_from_host(&w, "w", TG_F32, TG_SHAPE(H, C), wh, H * C * sizeof(float)));
+		TG_OK_OR_FAIL(tg_tensor_new_filled(&b, "b", TG_F32, TG_SHAPE(H), &(tg_fill){TG_FILL_UNIFORM, -1, 1, 5, 6}));
+		TG_OK_OR_FAIL(tg_tensor_new_filled(&v, "v", TG_F32, TG_SHAPE(V, H), &(tg_fill){TG_FILL_UNIFORM, -1, 1, 5, 7}));
+		TG_OK_OR_FAIL(tg_tensor_new_from_host(&t, "t", TG_I32, TG_SHAPE(N), th, sizeof th));
+		TG_OK_OR_FAIL(tg_tensor_new(&z, "z", TG_F32, TG_SHAPE(N, H)));
+		TG_OK_OR_FAIL(tg_tensor_new(&a, "a", TG_F32, TG_SHAPE(N, H)));
+		TG_OK_OR_FAIL(tg_tensor_new(&g, "g", TG_F32, TG_SHAPE(N, H)));
+		TG_OK_OR_FAIL(tg_tensor_new(&o, "o", TG_F32, TG_SHAPE(N, V)));
+		TG_OK_OR_FAIL(tg_tensor_new(&l, "l", TG_F32, TG_SHAPE(1)));
+		tg_tensor *params[] = {w, b, v};
+		for (int i = 0; i < 3; i++)
+			TG_OK_OR_FAIL(tg_tensor_set_requires_grad(params[i], 1));
+		TG_OK_OR_FAIL(tg_matmul(z, x, w, TG_TRANS_B));
+		TG_OK_OR_FAIL(tg_add(a, z, b));
+		TG_OK_OR_FAIL(tg_gelu(g, a));
+		TG_OK_OR_FAIL(tg_matmul(o, g, v, TG_TRANS_B));
+		TG_OK_OR_FAIL(tg_softmax_xent(l, o, t));
+		TG_OK_OR_FAIL(tg_backward(l));
+		TG_OK_OR_FAIL(tg_tensor_to_host(g, h[k], sizeof h[k]));
+		TG_OK_OR_FAIL(tg_tensor_to_host(l, &loss[k], sizeof loss[k]));
+		TG_OK_OR_FAIL(tg_tensor_to_host(tg_tensor_grad(b), db[k], sizeof db[k]));
+		TG_OK_OR_FAIL(tg_tensor_to_host(tg_tensor_grad(w), dw[k], sizeof dw[k]));
+		TG_OK_OR_FAIL(tg_tensor_to_host(tg_tensor_grad(v), dv[k], sizeof dv[k]));
+		tg_graph *gr;
+		TG_OK_OR_FAIL(tg_graph_take(&gr));
+		print_message("  tiling (%d rows, %d tiles): %d tasks\n", tilings[k][0], tilings[k][1], tg_graph_num_nodes(gr));
+		tg_graph_free(gr);
+		tg_tensor *ts[] = {x, w, b, v, t, z, a, g, o, l};
+		for (int i = 0; i < 10; i++)
+			tg_tensor_free(ts[i]);
+	}
+	for (int k = 1; k < NT; k++) {
+		/* the BLAS rounds a GEMM of fewer rows differently (its blocking changes): within
+		 * rounding downstream of a tiled GEMM */
+		double worst_h = 0, worst_b = 0;
+		for (int i = 0; i < N * H; i++)
+			worst_h = fmax(worst_h, fabs(h[k][i] - h[0][i]));
+		for (int i = 0; i < H; i++)
+			worst_b = fmax(worst_b, fabs(db[k][i] - db[0][i]) / (fabs(db[0][i]) + 1e-3));
+		assert_true(worst_h < 1e-5);
+		assert_true(worst_b < 1e-5);
+		assert_true(fabs(loss[k] - loss[0]) <= 1e-6 * fabs(loss[0]));
+		double worst_w = 0, scale = 1e-12;
+		for (int i = 0; i < H * C; i++) {
+			scale = fmax(scale, fabs(dw[0][i]));
+			worst_w = fmax(worst_w, fabs(dw[k][i] - dw[0][i]));
+		}
+		assert_true(worst_w <= 1e-5 * scale);
+		print_message("  tiling %d vs one tile: activations %.3g, bias gradient %.3g, weight gradient %.3g (relative)\n",
+		              k, worst_h, worst_b, worst_w / scale);
+	}
+	/* elementwise ops and bias gradients alone: the same bits whatever the tiling */
+	static float ge[NT][N * H], gb[NT][H];
+	float *ah = malloc(N * H * sizeof(float)), *rh = malloc(N * H * sizeof(float));
+	tg_fill fa = fx;
+	fa.stream = 302;
+	TG_OK_OR_FAIL(tg_fill_host(ah, N * H, &fa));
+	fa.stream = 303;
+	TG_OK_OR_FAIL(tg_fill_host(rh, N * H, &fa));
+	for (int k = 0; k < NT; k++) {
+		TG_OK_OR_FAIL(tg_set_tiling(tilings[k][0], tilings[k][1]));
+		TG_OK_OR_FAIL(tg_graph_reset());
+		TG_OK_OR_FAIL(tg_set_backend(TG_TEST_BACKEND));
+		tg_tensor *a, *b, *s, *e, *r;
+		TG_OK_OR_FAIL(tg_tensor_new_from_host(&a, "a", TG_F32, TG_SHAPE(N, H), ah, N * H * sizeof(float)));
+		TG_OK_OR_FAIL(tg_tensor_new_from_host(&r, "r", TG_F32, TG_SHAPE(N, H), rh, N * H * sizeof(float)));
+		TG_OK_OR_FAIL(tg_tensor_new_filled(&b, "b", TG_F32, TG_SHAPE(H), &(tg_fill){TG_FILL_UNIFORM, -1, 1, 5, 6}));
+		TG_OK_OR_FAIL(tg_tensor_set_requires_grad(b, 1));
+		TG_OK_OR_FAIL(tg_tensor_new(&s, "s", TG_F32, TG_SHAPE(N, H)));
+		TG_OK_OR_FAIL(tg_tensor_new(&e, "e", TG_F32, TG_SHAPE(N, H)));
+		TG_OK_OR_FAIL(tg_add(s, a, b));
+		TG_OK_OR_FAIL(tg_gelu(e, s));
+		TG_OK_OR_FAIL(tg_backward_from(e, r));
+		TG_OK_OR_FAIL(tg_tensor_to_host(e, ge[k], sizeof ge[k]));
+		TG_OK_OR_FAIL(tg_tensor_to_host(tg_tensor_grad(b), gb[k], sizeof gb[k]));
+		tg_tensor *ts[] = {a, b, s, e, r};
+		for (int i = 0; i < 5; i++)
+			tg_tensor_free(ts[i]);
+		if (k > 0) {
+			assert_memory_equal(ge[k], ge[0], sizeof ge[k]);
+			assert_memory_equal(gb[k], gb[0], sizeof gb[k]);
+		}
+	}
+	free(ah);
+	free(rh);
+	TG_OK_OR_FAIL(tg_set_tiling(0, 0));
+	TG_OK_OR_FAIL(tg_set_backend(TG_BACKEND_ANY));
+	TG_OK_OR_FAIL(tg_graph_reset());
+	free(xh);
+	free(wh);
 }
 
 /* Every op of ops.def must have rows. */
@@ -905,20 +1143,28 @@ int main(void)
 		tg_shutdown();
 		return TG_TEST_SKIP;
 	}
-	enum { NEXTRA = 3 };
-	struct CMUnitTest *tests = calloc(NCASES + NEXTRA, sizeof *tests);
-	char (*names)[160] = calloc(NCASES, sizeof *names);
+	enum { NEXTRA = 5 };
+	int nruns = 2 * NCASES, ntests = nruns + NEXTRA;
+	struct CMUnitTest *tests = calloc((size_t)ntests, sizeof *tests);
+	char (*names)[160] = calloc((size_t)nruns, sizeof *names);
+	runs = calloc((size_t)nruns, sizeof *runs);
 	tests[0] = (struct CMUnitTest)cmocka_unit_test(every_op_has_rows);
-	tests[NCASES + 1] = (struct CMUnitTest)cmocka_unit_test(xent_extreme_logits);
-	tests[NCASES + 2] = (struct CMUnitTest)cmocka_unit_test(xent_targets_out_of_range);
-	for (int i = 0; i < NCASES; i++) {
-		snprintf(names[i], sizeof names[i], "%s %s [%s]", cases[i].op, cases[i].label, BACKEND_NAME);
-		tests[i + 1] = (struct CMUnitTest){names[i], run_case, NULL, NULL, &cases[i]};
+	tests[nruns + 1] = (struct CMUnitTest)cmocka_unit_test(xent_extreme_logits);
+	tests[nruns + 2] = (struct CMUnitTest)cmocka_unit_test(xent_targets_out_of_range);
+	tests[nruns + 3] = (struct CMUnitTest)cmocka_unit_test(xent_targets_out_of_range_tiled);
+	tests[nruns + 4] = (struct CMUnitTest)cmocka_unit_test(tilings_agree);
+	for (int i = 0; i < nruns; i++) {
+		runs[i].c = &cases[i / 2];
+		runs[i].tiled = i % 2;
+		snprintf(names[i], sizeof names[i], "%s %s [%s, %s]", runs[i].c->op, runs[i].c->label, BACKEND_NAME,
+		         runs[i].tiled ? "tiled" : "one tile");
+		tests[i + 1] = (struct CMUnitTest){names[i], run_case, NULL, NULL, &runs[i]};
 	}
 	int failed = _cmocka_run_group_tests(TG_TEST_BACKEND == TG_BACKEND_CPU ? "ops-cpu" : "ops-cuda", tests,
-	                                     NCASES + NEXTRA, NULL, NULL);
+	                                     (size_t)ntests, NULL, NULL);
 	free(tests);
 	free(names);
+	free(runs);
 	if (tg_shutdown() < 0) {
 		printf("tg_shutdown: %s\n", tg_last_error());
 		failed++;
