@@ -115,31 +115,49 @@ int tg_backward(tg_tensor *loss)
 
 int tg_backward_from(tg_tensor *loss, tg_tensor *dout)
 {
+	return tg_backward_many(1, &loss, &dout);
+}
+
+/* The last forward op that wrote t's current version (-1 if none). */
+static int writer_of(const tg_graph *g, const tg_tensor *t)
+{
+	if (t->graph_serial != g->serial)
+		return -1;
+	for (int i = g->nops - 1; i >= 0; i--) {
+		const tg_node *n = g->ops[i];
+		if (n->phase != TG_PHASE_FWD)
+			continue;
+		for (int k = 0; k < n->n; k++)
+			if (n->opd[k].slot == t->graph_slot && (n->opd[k].mode & TG_W) && n->opd[k].version == t->version)
+				return i;
+	}
+	return -1;
+}
+
+int tg_backward_many(int nout, tg_tensor *const *outs, tg_tensor *const *douts)
+{
 	TG_TRY(tg_require_init("tg_backward"));
-	TG_CHECK(loss, TG_EINVAL, "tg_backward: output is NULL");
-	TG_TRY(tg_tensor_check_usable(loss, "tg_backward"));
-	if (dout)
-		TG_TRY(tg_tensor_check_usable(dout, "tg_backward"));
+	TG_CHECK(nout >= 1 && nout <= 64 && outs, TG_EINVAL, "tg_backward: %d outputs (1 to 64)", nout);
 	TG_CHECK(!tg_rt.open_op, TG_ESTATE, "tg_backward: an op is open (tg_op_begin without tg_op_end)");
 	tg_graph *g = tg_rt.graph;
-	int start = -1;
-	if (loss->graph_serial == g->serial) {
-		for (int i = g->nops - 1; i >= 0 && start < 0; i--) {
-			const tg_node *n = g->ops[i];
-			if (n->phase != TG_PHASE_FWD)
-				continue;
-			for (int k = 0; k < n->n; k++)
-				if (n->opd[k].slot == loss->graph_slot && (n->opd[k].mode & TG_W) &&
-				    n->opd[k].version == loss->version)
-					start = i;
-		}
-	}
 	TG_CHECK(!g->broken, TG_ESTATE, "tg_backward: a task of this graph failed to submit; reset the graph");
-	TG_CHECK(start >= 0, TG_ESTATE, "tg_backward: no forward op recorded since the last graph reset wrote '%s'", loss->name);
-	TG_CHECK(loss->requires_grad, TG_EINVAL,
-	         "tg_backward: '%s' does not depend on any tensor that requires a gradient", loss->name);
+	int start = -1;
+	for (int i = 0; i < nout; i++) {
+		tg_tensor *loss = outs[i], *dout = douts ? douts[i] : NULL;
+		TG_CHECK(loss, TG_EINVAL, "tg_backward: output is NULL");
+		TG_TRY(tg_tensor_check_usable(loss, "tg_backward"));
+		if (dout)
+			TG_TRY(tg_tensor_check_usable(dout, "tg_backward"));
+		int w = writer_of(g, loss);
+		TG_CHECK(w >= 0, TG_ESTATE, "tg_backward: no forward op recorded since the last graph reset wrote '%s'",
+		         loss->name);
+		TG_CHECK(loss->requires_grad, TG_EINVAL,
+		         "tg_backward: '%s' does not depend on any tensor that requires a gradient", loss->name);
+		start = w > start ? w : start;
+	}
 	tg_rt.backward_serial++;
-	TG_TRY(seed_grad(loss, dout));
+	for (int i = 0; i < nout; i++)
+		TG_TRY(seed_grad(outs[i], douts ? douts[i] : NULL));
 
 	char *saved_layer = tg_rt.layer; /* the caller's tag, restored at the end */
 	int saved_mb = tg_rt.microbatch;

@@ -476,6 +476,9 @@ TG_API int tg_backward(tg_tensor *loss);
  * vector-Jacobian product, or a pipeline stage receiving its output's gradient. dout becomes
  * out's gradient buffer (see tg_tensor_set_grad). */
 TG_API int tg_backward_from(tg_tensor *out, tg_tensor *dout);
+/* The same from several outputs at once (the outputs of one op, say h and c of an LSTM cell):
+ * douts[i] is outs[i]'s gradient (NULL: ones). */
+TG_API int tg_backward_many(int n, tg_tensor *const *outs, tg_tensor *const *douts);
 
 /* The recorded DAG. The runtime records into a current graph; tg_graph_take hands it to the
  * caller and starts a new, empty one. A taken graph does not refer to live tensors. */

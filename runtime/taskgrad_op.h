@@ -20,6 +20,7 @@
 #define TASKGRAD_OP_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <starpu.h>
@@ -161,6 +162,90 @@ TG_API int tg_check_i32(const char *op, const char *what, const tg_tensor *t);
 TG_API int tg_check_same_shape(const char *op, const char *wa, const tg_tensor *a, const char *wb, const tg_tensor *b);
 /* t must have exactly rows x cols as a matrix (rows or cols < 0: any). */
 TG_API int tg_check_matrix(const char *op, const char *what, const tg_tensor *t, int64_t rows, int64_t cols);
+
+/* ------------------------------------------------------------------------------------ */
+/* Checking an op                                                                       */
+/* ------------------------------------------------------------------------------------ */
+/*
+ * tg_check_op runs an op on fresh random inputs, on every backend asked for, in one tile and in
+ * several, and checks it against your double-precision reference:
+ *   - every operand is a block inside a padded tensor: kernels must honour the leading
+ *     dimension; pads of inputs hold random values, pads of outputs and gradients canaries,
+ *     which must be intact afterwards, and inputs must be bit for bit as given;
+ *   - forward vs ref_fwd: normalised mean squared error (NMSE) at most `tolerance`;
+ *   - backward: the gradient of L = sum_k sum(out_k * R_k), R_k random, for each output k
+ *     marked requires_grad (output 0 when none is), vs ref_bwd, once writing the gradients
+ *     and once adding to them (a second backward must give twice as much);
+ *   - ref_bwd against finite differences of ref_fwd (in double), and the backend's gradient
+ *     against finite differences of L on the backend itself (float, at sampled elements);
+ *   - the access modes each task was submitted with: inputs read, outputs written, in-place
+ *     results read-written, the first contribution to a gradient region written and the
+ *     others accumulated (a write-only accumulation is right on a CPU, garbage on a GPU);
+ *   - NaN and infinity never pass; a backend without a worker, or where the op has no
+ *     implementation, is reported as such, never as passed.
+ * It needs a running runtime (tg_init). Lines go to log (NULL: silent).
+ */
+#define TG_CHECK_MAX 4 /* inputs, and outputs, of a checked op */
+
+typedef enum tg_check_gen {
+	TG_GEN_NORMAL = 0,       /* normal(0, 1) */
+	TG_GEN_AWAY_FROM_ZERO,   /* normal, moved 0.1 away from 0 (for kinks at 0) */
+	TG_GEN_INDEX,            /* int32 indices in [0, index_range) */
+	TG_GEN_POSITIVE          /* uniform in [0.5, 2) */
+} tg_check_gen;
+
+typedef struct tg_check_operand {
+	int rank;
+	int64_t shape[TG_MAX_RANK];
+	tg_dtype dtype;
+	tg_check_gen gen;
+	int64_t index_range;     /* TG_GEN_INDEX */
+	int requires_grad;       /* an input: its gradient is checked; an output: it carries one */
+} tg_check_operand;
+
+typedef struct tg_check_case tg_check_case;
+struct tg_check_case {
+	const char *op;          /* the op's name, for messages */
+	const char *label;       /* this case ("(17, 3)") */
+	int nin;
+	tg_check_operand in[TG_CHECK_MAX];
+	int nout;                /* fresh outputs; 0: the results are inputs updated in place */
+	tg_check_operand out[TG_CHECK_MAX];
+	int ninplace;
+	int inplace[TG_CHECK_MAX]; /* the inputs updated in place (nout = 0) */
+	/* Submit the op on tensors shaped as above. */
+	int (*run)(tg_tensor **out, tg_tensor **in, const tg_check_case *c);
+	/* res[k]: output (or in-place result) k from the inputs, packed, in double. */
+	void (*ref_fwd)(double **res, double *const *in, const tg_check_case *c);
+	/* din[i] (NULL when input i needs no gradient) from dout[k] (NULL when output k carries
+	 * none). NULL: the op has no backward. */
+	void (*ref_bwd)(double **din, double *const *dout, double *const *in, const tg_check_case *c);
+	int iarg;                /* the case's own arguments, for run and the references */
+	float farg[4];
+	const void *user;
+	double tolerance;        /* NMSE bound of results and gradients (0: 1e-9) */
+};
+
+typedef enum tg_check_verdict {
+	TG_CHECK_NOT_RUN = 0,
+	TG_CHECK_PASS,
+	TG_CHECK_FAIL,
+	TG_CHECK_NOT_SUPPORTED,  /* the op has no implementation on the backend */
+	TG_CHECK_NO_WORKER       /* no worker of the backend runs here */
+} tg_check_verdict;
+
+typedef struct tg_check_result {
+	tg_check_verdict cpu, cuda;
+	int failures;            /* failed checks, over every backend and tiling */
+} tg_check_result;
+
+TG_API const char *tg_check_verdict_name(tg_check_verdict v);
+/* Check c on the backends asked for (TG_BACKEND_ANY: CPU and CUDA), tilings 0: in one tile and
+ * in several, 1: one tile only, 2: several only. seed: the random inputs' (print it to repeat
+ * a run). 0 when every backend that could run it passed; TG_EINVAL with a message naming the
+ * failed checks; res (may be NULL) says what each backend did. */
+TG_API int tg_check_op(const tg_check_case *c, unsigned backends, int tilings, uint64_t seed, FILE *log,
+                       tg_check_result *res);
 
 #ifdef __cplusplus
 }

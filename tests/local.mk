@@ -21,11 +21,11 @@ TG_TEST_LDADD = libtaskgrad.la $(CMOCKA_LIBS) -lm
 
 check_PROGRAMS += tests/test_ops_cpu tests/test_ops_cuda tests/test_runtime tests/test_graph tests/test_mlp \
 	tests/test_determinism tests/test_policies tests/test_partition
-tests_test_ops_cpu_SOURCES = tests/test_ops.c tests/tg_test.h
+tests_test_ops_cpu_SOURCES = tests/test_ops.c tests/op_cases.c tests/op_cases.h tests/tg_test.h
 tests_test_ops_cpu_CPPFLAGS = $(AM_CPPFLAGS) -DTG_TEST_BACKEND=TG_BACKEND_CPU
 tests_test_ops_cpu_CFLAGS = $(TG_TEST_CFLAGS)
 tests_test_ops_cpu_LDADD = $(TG_TEST_LDADD)
-tests_test_ops_cuda_SOURCES = tests/test_ops.c tests/tg_test.h
+tests_test_ops_cuda_SOURCES = tests/test_ops.c tests/op_cases.c tests/op_cases.h tests/tg_test.h
 tests_test_ops_cuda_CPPFLAGS = $(AM_CPPFLAGS) -DTG_TEST_BACKEND=TG_BACKEND_CUDA
 tests_test_ops_cuda_CFLAGS = $(TG_TEST_CFLAGS)
 tests_test_ops_cuda_LDADD = $(TG_TEST_LDADD)

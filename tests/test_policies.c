@@ -89,11 +89,47 @@ static void child(int fd, char **names, int n)
 	exit(0);
 }
 
+/* StarPU 1.3.10 now and then fails an assertion of its own under load: a task's measured
+ * time comes out negative (_starpu_driver_update_job_feedback, "measured >= 0"; seen once in
+ * some twenty runs of this test while other tests ran beside it, never alone in 25 sweeps).
+ * A child killed by exactly that is run once more, and the retry is said; a second failure,
+ * or any other crash, is a failure. */
+static int starpu_timing_assertion(const char *errfile)
+{
+	FILE *f = fopen(errfile, "r");
+	char line[1024];
+	int found = 0;
+	while (f && fgets(line, sizeof line, f))
+		found |= strstr(line, "_starpu_driver_update_job_feedback") && strstr(line, "measured >= 0");
+	if (f)
+		fclose(f);
+	return found;
+}
+
+static int run_child_once(const char *label, char **names, int n, float (*out)[STEPS], const char *errfile,
+                          int *timing_assertion);
+
 /* Fork a child for names; read n rows of losses; report how it ended. 0 when all went well,
  * 1 when the policy was refused as broken. */
 static int run_child(const char *label, char **names, int n, float (*out)[STEPS])
 {
+	char errfile[64];
+	snprintf(errfile, sizeof errfile, "tests/policies-stderr.%d", (int)getpid());
+	int timing = 0;
+	int rc = run_child_once(label, names, n, out, errfile, &timing);
+	if (rc < 0 && timing) {
+		printf("# %s: StarPU's own assertion on a negative measured time (a StarPU 1.3 race); run again\n", label);
+		rc = run_child_once(label, names, n, out, errfile, &timing);
+	}
+	unlink(errfile);
+	return rc;
+}
+
+static int run_child_once(const char *label, char **names, int n, float (*out)[STEPS], const char *errfile,
+                          int *timing_assertion)
+{
 	int fds[2];
+	*timing_assertion = 0;
 	if (pipe(fds) != 0)
 		return -1;
 	fflush(NULL);
@@ -102,6 +138,9 @@ static int run_child(const char *label, char **names, int n, float (*out)[STEPS]
 		return -1;
 	if (pid == 0) {
 		close(fds[0]);
+		/* the child's stderr goes to errfile too, to tell StarPU's assertion from other crashes */
+		FILE *e = freopen(errfile, "w", stderr);
+		(void)e;
 		alarm(LIMIT_S); /* a hang ends the child with SIGALRM */
 		child(fds[1], names, n);
 	}
@@ -113,6 +152,15 @@ static int run_child(const char *label, char **names, int n, float (*out)[STEPS]
 	close(fds[0]);
 	int st;
 	waitpid(pid, &st, 0);
+	/* what the child said on stderr, for the log */
+	FILE *e = fopen(errfile, "r");
+	char line[1024];
+	while (e && fgets(line, sizeof line, e))
+		fprintf(stderr, "%s", line);
+	if (e)
+		fclose(e);
+	if (WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT && starpu_timing_assertion(errfile))
+		*timing_assertion = 1;
 	if (WIFSIGNALED(st)) {
 		printf("not ok - %s: killed by signal %d%s\n", label, WTERMSIG(st),
 		       WTERMSIG(st) == SIGALRM ? " (it ran past the time limit: a hang)" : "");
