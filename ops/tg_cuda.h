@@ -50,7 +50,7 @@ static_assert(sizeof(tg_cuda_report) == 16, "a report takes the first 16 bytes o
 _Static_assert(sizeof(tg_cuda_report) == 16, "a report takes the first 16 bytes of a scratch buffer");
 #endif
 /* the launchers that report, one site each */
-enum { TG_SITE_XENT_FWD = 0, TG_SITE_XENT_BWD = 1, TG_CUDA_REPORT_SITES = 8 };
+enum { TG_SITE_XENT_FWD = 0, TG_SITE_XENT_BWD = 1, TG_SITE_EMBED_FWD = 2, TG_SITE_EMBED_BWD = 3, TG_CUDA_REPORT_SITES = 8 };
 void tg_cuda_report_clear(tg_cuda_report *dev, cudaStream_t stream);
 void tg_cuda_report_check(const tg_cuda_report *dev, int site, const char *fmt, cudaStream_t stream);
 #ifdef __CUDACC__

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "tg_philox.h"
+
 #ifdef __CUDACC__
 #define TG_HD static __host__ __device__ inline
 #else

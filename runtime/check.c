@@ -376,18 +376,31 @@ static void check_reference_fd(run *r)
 /* The access modes of the recorded tasks. A task may work on a tile of one of the case's
  * tensors: its operand is then a part of that tensor. */
 enum { ROLE_OTHER, ROLE_INPUT, ROLE_OUTPUT, ROLE_INPLACE, ROLE_GRAD };
+/* level 0: the tensor's id; 1: the id of the tensor it is (nested) part of, at the top */
+static uint64_t key_of(const tg_tensor *t, int level)
+{
+	if (!t)
+		return 0;
+	if (level)
+		while (tg_tensor_parent(t))
+			t = tg_tensor_parent(t);
+	return tg_tensor_id(t);
+}
+
 static int role_of(const run *r, const tg_graph_operand_info *oi, int *which)
 {
 	const tg_check_case *c = r->c;
+	/* the case's tensors are blocks of padded tensors, one each: a part of a part of one
+	 * has its padded tensor at the top */
 	for (int level = 0; level < 2; level++) {
-		uint64_t id = level ? oi->parent_id : oi->tensor_id;
+		uint64_t id = level ? oi->root_id : oi->tensor_id;
 		if (!id)
 			continue;
 		for (int k = 0; k < c->nin; k++) {
 			*which = k;
-			if (r->din[k].block && id == tg_tensor_id(r->din[k].block))
+			if (r->din[k].block && id == key_of(r->din[k].block, level))
 				return ROLE_GRAD;
-			if (r->in_t[k] && id == tg_tensor_id(r->in_t[k])) {
+			if (r->in_t[k] && id == key_of(r->in_t[k], level)) {
 				for (int j = 0; j < c->ninplace; j++)
 					if (c->inplace[j] == k)
 						return ROLE_INPLACE;
@@ -396,13 +409,25 @@ static int role_of(const run *r, const tg_graph_operand_info *oi, int *which)
 		}
 		for (int k = 0; k < c->nout; k++) {
 			*which = k;
-			if (id == tg_tensor_id(r->out_t[k]))
+			if (id == key_of(r->out_t[k], level))
 				return ROLE_OUTPUT;
-			if (r->dout[k].block && id == tg_tensor_id(r->dout[k].block))
+			if (r->dout[k].block && id == key_of(r->dout[k].block, level))
 				return ROLE_INPUT;
 		}
 	}
 	return ROLE_OTHER;
+}
+
+static const char *mode_name(unsigned m)
+{
+	switch (m) {
+	case TG_R: return "TG_R";
+	case TG_W: return "TG_W";
+	case TG_RW: return "TG_RW";
+	case TG_ACC: return "TG_ACC";
+	case TG_REDUX: return "TG_REDUX";
+	default: return "unknown";
+	}
 }
 
 static void check_modes(run *r)
@@ -415,7 +440,7 @@ static void check_modes(run *r)
 	/* per pass, the tensors (tiles or whole) written so far: the first write of a region
 	 * writes (TG_W), the others accumulate (a tensor overlaps its tiles); in the second
 	 * backward pass every contribution adds */
-	uint64_t *seen = alloc(r, ((size_t)tg_graph_num_nodes(g) * 16 + 16) * sizeof *seen);
+	uint64_t *seen = alloc(r, ((size_t)tg_graph_num_nodes(g) * 2 * (TG_MAX_OPERANDS + 1) + 16) * sizeof *seen);
 	int nseen = 0, last_pass = -1;
 	for (int i = 0; seen && i < tg_graph_num_nodes(g); i++) {
 		int pass = i < r->nfwd ? 0 : i < r->npass[0] ? 1 : i < r->npass[1] ? 2 : -1;
@@ -432,26 +457,39 @@ static void check_modes(run *r)
 			tg_graph_operand_info oi;
 			tg_graph_operand(g, i, j, &oi);
 			int which = 0, role = role_of(r, &oi, &which);
-			unsigned want = TG_R;
-			if (role == ROLE_INPLACE && pass == 0) {
-				want = TG_RW;
-			} else if ((role == ROLE_OUTPUT && pass == 0) || (role == ROLE_GRAD && pass > 0)) {
-				int first = 1;
-				for (int k = 0; k < nseen; k += 2)
+			unsigned m = oi.mode;
+			const char *want = NULL; /* what the mode should have been, when it is wrong */
+			int overwritten = role == ROLE_INPLACE && (r->c->overwritten & (1u << which));
+			if (role == ROLE_INPLACE && pass == 0 && !overwritten) {
+				/* its old value is read: never written blind */
+				if (m == TG_W)
+					want = "a read (TG_R) or read-modify-write (TG_RW, TG_ACC)";
+			} else if ((role == ROLE_OUTPUT && pass == 0) || (role == ROLE_GRAD && pass > 0) ||
+			           (overwritten && pass == 0)) {
+				int first = pass != 2;
+				for (int k = 0; first && k < nseen; k += 2)
 					first &= seen[k] != oi.tensor_id && seen[k + 1] != oi.tensor_id &&
 					         (!oi.parent_id || seen[k] != oi.parent_id);
-				seen[nseen++] = oi.tensor_id;
-				seen[nseen++] = oi.parent_id;
-				want = pass == 2 || !first ? TG_ACC : TG_W;
-				if (role == ROLE_GRAD)
-					ngrad[pass - 1][which]++;
+				if (first && m != TG_W)
+					want = m == TG_R ? "TG_W (it is read before anything wrote it)"
+					                 : "TG_W (the first contribution to it)";
+				else if (!first && m == TG_W)
+					want = "TG_ACC (something already wrote it)";
+				if (m != TG_R) {
+					seen[nseen++] = oi.tensor_id;
+					seen[nseen++] = oi.parent_id;
+					if (role == ROLE_GRAD)
+						ngrad[pass - 1][which]++;
+				}
 			} else if (role == ROLE_OTHER) {
 				say(r, "  %s operand %d ('%s') is none of the case's tensors\n", ni.task, j, oi.tensor);
 				bad++;
 				continue;
+			} else if (m != TG_R) {
+				want = "TG_R (an input)";
 			}
-			if (oi.mode != want) {
-				say(r, "  %s operand %d ('%s'): mode %u, expected %u\n", ni.task, j, oi.tensor, oi.mode, want);
+			if (want) {
+				say(r, "  %s operand %d ('%s'): mode %s, expected %s\n", ni.task, j, oi.tensor, mode_name(m), want);
 				bad++;
 			}
 		}

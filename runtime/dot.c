@@ -41,7 +41,7 @@ static void put_escaped(FILE *f, const char *s)
 
 static const char *mode_name(unsigned m)
 {
-	return m == TG_R ? "R" : m == TG_W ? "W" : m == TG_RW ? "RW" : "ACC";
+	return m == TG_R ? "R" : m == TG_W ? "W" : m == TG_RW ? "RW" : m == TG_REDUX ? "REDUX" : "ACC";
 }
 
 static void put_shape(FILE *f, const tg_gtensor *t)

@@ -108,6 +108,10 @@ int tg_graph_slot(tg_tensor *t, int *out)
 	gt->live = t;
 	gt->id = t->id;
 	gt->parent_id = t->parent ? t->parent->id : 0;
+	const tg_tensor *root = t;
+	while (root->parent)
+		root = root->parent;
+	gt->root_id = root->id;
 	gt->dtype = t->dtype;
 	gt->rank = t->rank;
 	memcpy(gt->shape, t->shape, sizeof gt->shape);
@@ -209,7 +213,7 @@ int tg_graph_record_task(tg_task_node **out, const tg_task_spec *s, int oprec)
 		/* The one place where an access is decided to commute: StarPU gets the same
 		 * (tg_submit) as the tape's edges. In deterministic mode accumulations keep their
 		 * submission order. */
-		n->opd[i].commute = s->mode[i] == TG_ACC && !tg_rt.cfg.deterministic;
+		n->opd[i].commute = (s->mode[i] == TG_ACC && !tg_rt.cfg.deterministic) || s->mode[i] == TG_REDUX;
 		if (s->mode[i] & TG_W)
 			tg_tensor_bump_version(t);
 		n->opd[i].version = t->version;
@@ -378,6 +382,7 @@ int tg_graph_operand(const tg_graph *g, int i, int j, tg_graph_operand_info *inf
 	info->tensor = t->name;
 	info->tensor_id = t->id;
 	info->parent_id = t->parent_id;
+	info->root_id = t->root_id;
 	info->mode = n->opd[j].mode;
 	info->commute = n->opd[j].commute;
 	info->version = n->opd[j].version;

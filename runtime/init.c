@@ -248,6 +248,7 @@ int tg_init(const tg_config *user_cfg)
 	cfg.sched = NULL; /* the caller's string is not kept; info.sched holds the name */
 	tg_rt.cfg = cfg;
 	tg_rt.backends = TG_BACKEND_ANY;
+	tg_rt.submitter = &tg_submitter_local;
 	tg_rt.microbatch = -1;
 	tg_rt.fwd_node = -1;
 	free(tg_rt.layer); /* a tag set before tg_init does not carry over */

@@ -1,38 +1,13 @@
 /* rng.c — Philox4x32-10, a counter-based generator (Salmon et al., SC'11): the value at
  * position i depends only on (key, counter), so fills are reproducible whatever runs them. */
 #include "tg_internal.h"
+#include "tg_philox.h"
 
 #include <math.h>
 
-static inline void mulhilo32(uint32_t a, uint32_t b, uint32_t *hi, uint32_t *lo)
-{
-	uint64_t p = (uint64_t)a * (uint64_t)b;
-	*hi = (uint32_t)(p >> 32);
-	*lo = (uint32_t)p;
-}
-
 void tg_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4])
 {
-	const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
-	const uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
-	uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
-	uint32_t k0 = key[0], k1 = key[1];
-	for (int round = 0; round < 10; round++) {
-		uint32_t hi0, lo0, hi1, lo1;
-		mulhilo32(M0, c0, &hi0, &lo0);
-		mulhilo32(M1, c2, &hi1, &lo1);
-		uint32_t n0 = hi1 ^ c1 ^ k0, n2 = hi0 ^ c3 ^ k1;
-		c0 = n0;
-		c1 = lo1;
-		c2 = n2;
-		c3 = lo0;
-		k0 += W0;
-		k1 += W1;
-	}
-	out[0] = c0;
-	out[1] = c1;
-	out[2] = c2;
-	out[3] = c3;
+	tg_philox4x32_10(ctr, key, out);
 }
 
 /* Four random words for block `block` of the stream. */

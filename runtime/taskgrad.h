@@ -345,6 +345,79 @@ TG_API int tg_mul(tg_tensor *out, tg_tensor *a, tg_tensor *b);
  *   its row and value, and the loss is NaN. */
 TG_API int tg_softmax_xent(tg_tensor *loss, tg_tensor *logits, tg_tensor *targets);
 
+/* ---- embeddings */
+
+/* out row r = table row ids[r]: an embedding lookup.   out (.., C) with N rows, table (V, C),
+ *   ids int32 with N elements, in [0, V). Backward: dtable[ids[r]] += dout[r], summed in row
+ *   order (deterministic, no atomics; the same whatever the tiling). An id outside [0, V) is
+ *   never used as an index: the next wait returns TG_EINVAL naming its row and value, and the
+ *   row is NaN. */
+TG_API int tg_embedding(tg_tensor *out, tg_tensor *table, tg_tensor *ids);
+/* out = x + pos[t], t = r mod T for row r: positional embeddings added to sequences of T rows.
+ *   out, x (.., C), rows a multiple of T; pos (P >= T, C). */
+TG_API int tg_pos_add(tg_tensor *out, tg_tensor *x, tg_tensor *pos, int64_t T);
+
+/* ---- normalisation, softmax, attention */
+
+/* Layer normalisation over the last dimension: out = (x - mean) * rstd * w + b, rstd =
+ *   1 / sqrt(var + eps) (biased variance); mean and rstd are written for the backward.
+ *   out, x (.., C); w, b (C); mean, rstd (N) for the N rows of x; eps > 0. */
+TG_API int tg_layernorm(tg_tensor *out, tg_tensor *mean, tg_tensor *rstd, tg_tensor *x, tg_tensor *w, tg_tensor *b,
+                        float eps);
+/* Fused residual add and layer normalisation: sum = a + r, out = layernorm(sum) (one pass
+ *   over the rows). sum, out, a, r (.., C); the rest as tg_layernorm. */
+TG_API int tg_add_layernorm(tg_tensor *sum, tg_tensor *out, tg_tensor *mean, tg_tensor *rstd, tg_tensor *a,
+                            tg_tensor *r, tg_tensor *w, tg_tensor *b, float eps);
+/* Row softmax of scale * x: out[r] = softmax(scale * x[r]). causal_T > 0: row r is query
+ *   position t = r mod causal_T, and columns j > t are masked out (probability 0); x then has
+ *   causal_T columns. out, x (.., V). */
+TG_API int tg_softmax(tg_tensor *out, tg_tensor *x, float scale, int64_t causal_T);
+/* Causal multi-head self-attention with H heads of d = C / H:
+ *   for each batch b and head h, with Q, K, V the head's columns of qkv = [Q | K | V]:
+ *   att[b, h] = softmax(Q K^T / sqrt(d), causal), out[b, :, head h's columns] = att[b, h] V.
+ *   out (B, T, C); att (B, H, T, T), kept for the backward; qkv (B, T, 3C). Tiled by batch and
+ *   group of heads. */
+TG_API int tg_attention(tg_tensor *out, tg_tensor *att, tg_tensor *qkv, int heads);
+
+/* ---- recurrent cells */
+
+/* One LSTM step with fused gates, as PyTorch's nn.LSTM (gate order i, f, g, o): from the
+ *   preactivations pre = x W_ih^T + b_ih + h_prev W_hh^T + b_hh (B, 4H):
+ *   i, f, o = sigmoid, g = tanh;  c = f * c_prev + i * g;  h = o * tanh(c).
+ *   h, c (B, H); gates (B, 4H) holds the activated gates for the backward; c_prev (B, H) or
+ *   NULL (zeros, the first step). */
+TG_API int tg_lstm_cell(tg_tensor *h, tg_tensor *c, tg_tensor *gates, tg_tensor *pre, tg_tensor *c_prev);
+
+/* ---- shapes */
+
+/* out = x[..., col0 : col0 + w] with w out's last dimension: a copy of some columns. */
+TG_API int tg_slice_cols(tg_tensor *out, tg_tensor *x, int64_t col0);
+/* out = [x_0 | x_1 | ...] along the last dimension (1 to 8 inputs, their rows out's). */
+TG_API int tg_concat_cols(tg_tensor *out, int n, tg_tensor *const *xs);
+/* out = x with its last two dimensions swapped: x (.., N, M), out (.., M, N). */
+TG_API int tg_transpose(tg_tensor *out, tg_tensor *x);
+
+/* ---- fused elementwise, dropout */
+
+/* out = gelu(x + b), b one row broadcast over x's rows (a bias). out, x (.., C), b (C). */
+TG_API int tg_bias_gelu(tg_tensor *out, tg_tensor *x, tg_tensor *b);
+/* Inverted dropout: element i (row-major over the whole tensor) is kept when a uniform number
+ *   drawn from (seed, step, i) is >= p, and kept elements are scaled by 1 / (1 - p). The same
+ *   seed, step and position give the same mask whatever the tiling or the worker; the backward
+ *   draws it again (no mask is stored). p in [0, 1). out, x same shape. */
+TG_API int tg_dropout(tg_tensor *out, tg_tensor *x, float p, uint64_t seed, uint64_t step);
+
+/* ---- sums of gradients */
+
+/* out (=|+=) the sum of xs (n of out's shape, 1 to 64): how = TG_SUM_TREE adds them pairwise in
+ *   a fixed binary tree of tasks (bit-identical under every policy and worker count; the
+ *   partial sums go to xs[0], xs[2], ... which are overwritten); TG_SUM_REDUX hands them to
+ *   StarPU's reductions (STARPU_REDUX: fast, the order varies, the xs are left alone).
+ *   accumulate: add to out instead of overwriting it. Not differentiable (a reduction of
+ *   gradients, e.g. over micro-batches). */
+enum { TG_SUM_TREE = 0, TG_SUM_REDUX = 1 };
+TG_API int tg_sum(tg_tensor *out, int n, tg_tensor *const *xs, int how, int accumulate);
+
 /* SGD step on one parameter, using its gradient (skipped if the gradient is empty):
  *   g = grad + weight_decay * param;  v = momentum * v + g (if velocity);  param -= lr * (v or g)
  * then the gradient is marked empty (see tg_zero_grad).  velocity: same shape or NULL. */
@@ -352,6 +425,24 @@ typedef struct tg_sgd_params {
 	float lr, momentum, weight_decay;
 } tg_sgd_params;
 TG_API int tg_sgd(tg_tensor *param, tg_tensor *velocity, const tg_sgd_params *p);
+
+/* AdamW step on one parameter, using its gradient (skipped if the gradient is empty), with
+ * bias correction and decoupled weight decay (t = step >= 1):
+ *   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+ *   param -= lr * (m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps) + weight_decay * param)
+ * then the gradient is marked empty. m, v: the parameter's shape (zeros at the start). */
+typedef struct tg_adamw_params {
+	float lr, beta1, beta2, eps, weight_decay;
+	int64_t step;
+} tg_adamw_params;
+TG_API int tg_adamw(tg_tensor *param, tg_tensor *m, tg_tensor *v, const tg_adamw_params *p);
+
+/* Clip the global norm of the gradients of n parameters to max_norm, without a host wait:
+ * per-tensor sums of squares added in a fixed order, one task for the norm, then every
+ * gradient scaled by min(1, max_norm / (norm + 1e-6)). norm (2) receives [the norm before
+ * clipping, the factor applied] (read it later, e.g. with the loss). Parameters without a
+ * gradient are skipped. */
+TG_API int tg_clip_grad_norm(int n, tg_tensor *const *params, float max_norm, tg_tensor *norm);
 
 /* Built-in ops, as listed once in ops/ops.def. */
 typedef struct tg_op_desc tg_op_desc;
@@ -387,10 +478,13 @@ typedef enum tg_op_kind {
 } tg_op_kind;
 
 /* Operand access modes. TG_ACC accumulates into the operand (read-modify-write); in fast
- * (non-deterministic) mode StarPU may reorder accumulations into the same tensor. */
-enum { TG_R = 1, TG_W = 2, TG_RW = 3, TG_ACC = 7 };
+ * (non-deterministic) mode StarPU may reorder accumulations into the same tensor. TG_REDUX
+ * (a float32 operand): the task adds to a per-worker copy that starts at zero, and StarPU sums
+ * the copies into the tensor when it is next used otherwise (STARPU_REDUX): fast, in an order
+ * that varies from run to run. */
+enum { TG_R = 1, TG_W = 2, TG_RW = 3, TG_ACC = 7, TG_REDUX = 11 };
 
-#define TG_MAX_OPERANDS 7
+#define TG_MAX_OPERANDS 12
 struct starpu_codelet;
 typedef struct tg_node tg_node;
 
@@ -409,9 +503,9 @@ typedef struct tg_task_spec {
 	int priority;
 	size_t scratch_bytes;        /* >0: one more buffer, a per-worker STARPU_SCRATCH vector */
 	const char *layer;           /* layer tag of the node; NULL: the current tag */
-	/* TG_TILE_ROWS: one task per row tile (tg_tile_count of operand 0's rows). An operand
-	 * with operand 0's rows is split into row tiles, a rank-1 operand with that many
-	 * elements into pieces; the others go whole to every task, and a whole operand that is
+	/* TG_TILE_ROWS: one task per row tile (tg_tile_count of the rows of operand tile_on,
+	 * usually 0). An operand with those rows is split into row tiles, a rank-1 operand with
+	 * that many elements into pieces; the others go whole to every task, and a whole operand that is
 	 * written is written by the first task and accumulated into (TG_ACC) by the others. The
 	 * flops are shared out. tile_args, when set, adjusts each task's copy of args (tile i of
 	 * n, whose first row is row0 of the op's rows), e.g. to say "accumulate" to the tasks
@@ -419,6 +513,7 @@ typedef struct tg_task_spec {
 	unsigned tile;
 	unsigned whole;              /* bit i set: operand i goes whole to every tile, whatever its shape */
 	void (*tile_args)(void *args, int tile, int ntiles, int64_t row0);
+	int tile_on;                 /* the operand whose rows are tiled (e.g. a gradient's input, not the table it adds into) */
 } tg_task_spec;
 enum { TG_TILE_NONE = 0, TG_TILE_ROWS = 1 };
 #define TG_MAX_TILES 64
@@ -514,6 +609,7 @@ typedef struct tg_graph_operand_info {
 	const char *tensor;     /* the tensor's name */
 	uint64_t tensor_id;     /* tg_tensor_id of the tensor */
 	uint64_t parent_id;     /* a part of a tensor (a tile): tg_tensor_id of that tensor; else 0 */
+	uint64_t root_id;       /* the tensor that is no part of another (itself, when parent_id is 0) */
 	unsigned mode;          /* TG_R, TG_W, TG_RW or TG_ACC */
 	int commute;            /* 1: StarPU may reorder it with other accumulations (fast mode) */
 	uint32_t version;       /* the tensor's version read (R) or produced (W, RW, ACC) */

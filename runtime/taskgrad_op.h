@@ -88,6 +88,11 @@ static inline tg_mat tg_mat_opt(void *buffers[], int i)
 #define TG_MATS_6(b) TG_MATS_5(b), tg_mat_opt(b, 5)
 #define TG_MATS_7(b) TG_MATS_6(b), tg_mat_opt(b, 6)
 #define TG_MATS_8(b) TG_MATS_7(b), tg_mat_opt(b, 7)
+#define TG_MATS_9(b) TG_MATS_8(b), tg_mat_opt(b, 8)
+#define TG_MATS_10(b) TG_MATS_9(b), tg_mat_opt(b, 9)
+#define TG_MATS_11(b) TG_MATS_10(b), tg_mat_opt(b, 10)
+#define TG_MATS_12(b) TG_MATS_11(b), tg_mat_opt(b, 11)
+#define TG_MATS_13(b) TG_MATS_12(b), tg_mat_opt(b, 12)
 
 /* TG_CPU_WRAPPER(kernel, n, args_t) defines kernel##_starpu_cpu, the StarPU CPU function
  * that calls kernel(mat_0, ..., mat_{n-1}, (const args_t *)cl_arg) on the task's n buffers (a
@@ -178,9 +183,10 @@ TG_API int tg_check_matrix(const char *op, const char *what, const tg_tensor *t,
  *     and once adding to them (a second backward must give twice as much);
  *   - ref_bwd against finite differences of ref_fwd (in double), and the backend's gradient
  *     against finite differences of L on the backend itself (float, at sampled elements);
- *   - the access modes each task was submitted with: inputs read, outputs written, in-place
- *     results read-written, the first contribution to a gradient region written and the
- *     others accumulated (a write-only accumulation is right on a CPU, garbage on a GPU);
+ *   - the access modes each task was submitted with: inputs read, outputs and gradients
+ *     written by their first contribution (TG_W, never read before) and never written blind
+ *     after it (TG_ACC, TG_RW, TG_REDUX or a read), in-place results never written blind (a
+ *     write-only update is right on a CPU, garbage on a GPU);
  *   - NaN and infinity never pass; a backend without a worker, or where the op has no
  *     implementation, is reported as such, never as passed.
  * It needs a running runtime (tg_init). Lines go to log (NULL: silent).
@@ -224,6 +230,8 @@ struct tg_check_case {
 	float farg[4];
 	const void *user;
 	double tolerance;        /* NMSE bound of results and gradients (0: 1e-9) */
+	unsigned overwritten;    /* bit i: in-place input i is overwritten without being read (its
+	                          * first access writes, TG_W); the others are read first */
 };
 
 typedef enum tg_check_verdict {

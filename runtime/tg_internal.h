@@ -37,6 +37,7 @@ typedef struct tg_runtime {
 	int microbatch;
 	int fwd_node;           /* while a backward rule runs: the first task of its forward op, else -1 */
 	tg_node *open_op;       /* between tg_op_begin and tg_op_end: the op its tasks belong to */
+	const struct tg_submitter *submitter; /* builds and submits recorded tasks */
 	/* the graph being recorded */
 	tg_graph *graph;
 	uint64_t graph_serial;  /* increases with every new current graph */
@@ -103,6 +104,7 @@ struct tg_tensor {
 	tg_plan *dropped_plans;     /* plans dropped by the user (structures kept: freed with it) */
 	tg_plan *active;            /* the plan StarPU has this tensor partitioned into, or NULL */
 	int dropped;                /* a child whose plan was dropped: only the structure is left */
+	int redux_ready;            /* StarPU has its reduction methods (TG_REDUX) */
 
 	int requires_grad;
 	int is_leaf;                /* not written by a forward op */
@@ -171,6 +173,9 @@ int tg_plan_mirror(const tg_tensor *child, tg_tensor *other, tg_tensor **out);
 /* 1 if a is t or one of its ancestors. */
 int tg_tensor_is_ancestor(const tg_tensor *a, const tg_tensor *t);
 
+/* submit.c: give t's handle the reduction methods of TG_REDUX (once). */
+void tg_redux_prepare(tg_tensor *t);
+
 /* ---------------------------------------------------------------- graph / tape */
 
 /* One operand of a recorded task or op. */
@@ -223,6 +228,7 @@ typedef struct tg_gtensor {
 	tg_tensor *live;           /* NULL once the tensor is freed or the graph taken */
 	uint64_t id;
 	uint64_t parent_id;        /* a part of a tensor: that tensor's id; else 0 */
+	uint64_t root_id;          /* the tensor it is a part of, at the top of the nesting (else its own id) */
 	char *name;
 	tg_dtype dtype;
 	int rank;
@@ -261,6 +267,20 @@ int tg_graph_record_switch(const tg_plan *p, int partition);
 /* Forget a freed tensor in the current graph. */
 void tg_graph_forget_tensor(tg_tensor *t);
 tg_tensor *tg_node_tensor_live(const tg_node *n, int i);
+
+/* ---------------------------------------------------------------- submitters */
+
+/* How a checked, recorded task reaches StarPU: the seam between what every runtime shares
+ * (checks, the tape, op records, tiles: submit.c) and the building and submission of the
+ * task. The local submitter (submit_local.c) makes a starpu_task and calls
+ * starpu_task_submit; a distributed one (StarPU-MPI: an owner rank per tensor,
+ * starpu_mpi_task_insert) is another tg_submitter, chosen at tg_init. On failure the
+ * submitter marks node->graph broken (the node is on the tape, its task will never run). */
+typedef struct tg_submitter {
+	const char *name;
+	int (*submit)(const tg_task_spec *s, tg_task_node *node);
+} tg_submitter;
+extern const tg_submitter tg_submitter_local;
 /* The tensor's slot in the current graph (made on first use). */
 int tg_graph_slot(tg_tensor *t, int *slot);
 

@@ -205,11 +205,14 @@ static void tilings_agree(void **unused)
 	for (int k = 1; k < NT; k++) {
 		/* the BLAS rounds a GEMM of fewer rows differently (its blocking changes): within
 		 * rounding downstream of a tiled GEMM */
-		double worst_h = 0, worst_b = 0;
+		double worst_h = 0, worst_b = 0, bscale = 1e-12;
 		for (int i = 0; i < N * H; i++)
 			worst_h = fmax(worst_h, fabs(h[k][i] - h[0][i]));
-		for (int i = 0; i < H; i++)
-			worst_b = fmax(worst_b, fabs(db[k][i] - db[0][i]) / (fabs(db[0][i]) + 1e-3));
+		for (int i = 0; i < H; i++) {
+			bscale = fmax(bscale, fabs(db[0][i]));
+			worst_b = fmax(worst_b, fabs(db[k][i] - db[0][i]));
+		}
+		worst_b /= bscale; /* relative to the gradient's size, as the weight gradient's below */
 		assert_true(worst_h < 1e-5);
 		assert_true(worst_b < 1e-5);
 		assert_true(fabs(loss[k] - loss[0]) <= 1e-6 * fabs(loss[0]));
@@ -288,7 +291,7 @@ static void checker_catches_wrong_ops(void **unused)
 	(void)unused;
 	tg_check_case c = {"relu", "(5, 4), the op of another name", 1, {{2, {5, 4}, TG_F32, TG_GEN_AWAY_FROM_ZERO, 0, 1}},
 	                   1, {{2, {5, 4}, TG_F32, 0, 0, 0}}, 0, {0}, run_relu_as_scale, ref_relu, ref_relu_bwd, 0, {0},
-	                   NULL, 0};
+	                   NULL, 0, 0};
 	tg_check_result res;
 	int rc = tg_check_op(&c, TG_TEST_BACKEND, 0, 1, NULL, &res);
 	assert_int_equal(rc, TG_EINVAL);
@@ -322,6 +325,162 @@ static void every_op_has_rows(void **unused)
 	assert_int_equal(missing, 0);
 }
 
+/* An embedding id outside [0, V) is an error at the next wait naming the op, the row (of the
+ * whole op, whatever the tile) and the value, for the forward and for the backward; the row
+ * is NaN and the table is never read or written out of its rows. */
+static void embedding_ids_out_of_range(void **unused)
+{
+	(void)unused;
+	enum { N = 9, V = 5, C = 3, BAD_ROW = 6 };
+	const int32_t bad[] = {V, -1, INT32_MAX, INT32_MIN};
+	for (int tiled = 0; tiled < 2; tiled++) {
+		TG_OK_OR_FAIL(tiled ? tg_set_tiling(2, 0) : tg_set_tiling(0, 1));
+		for (int k = 0; k < 4; k++) {
+			int32_t ids[N] = {0, 4, 1, 2, 3, 0, 1, 2, 3};
+			ids[BAD_ROW] = bad[k];
+			char needle[128];
+			snprintf(needle, sizeof needle, "embedding: id %d of row %d is outside [0, %d)", (int)bad[k], BAD_ROW, V);
+			TG_OK_OR_FAIL(tg_graph_reset());
+			tg_tensor *table, *out, *it;
+			TG_OK_OR_FAIL(tg_tensor_new_filled(&table, "table", TG_F32, TG_SHAPE(V, C),
+			                                   &(tg_fill){TG_FILL_NORMAL, 0, 1, 3, 4}));
+			TG_OK_OR_FAIL(tg_tensor_set_requires_grad(table, 1));
+			TG_OK_OR_FAIL(tg_tensor_new_from_host(&it, "ids", TG_I32, TG_SHAPE(N), ids, sizeof ids));
+			TG_OK_OR_FAIL(tg_tensor_new(&out, "out", TG_F32, TG_SHAPE(N, C)));
+			TG_OK_OR_FAIL(tg_embedding(out, table, it));
+			float o[N][C];
+			int rc = tg_tensor_to_host(out, o, sizeof o);
+			if (rc != TG_EINVAL || !strstr(tg_last_error(), needle))
+				fail_msg("forward with id %d (tiled %d): %d (%s)", (int)bad[k], tiled, rc, tg_last_error());
+			for (int c = 0; c < C; c++)
+				assert_true(isnan(o[BAD_ROW][c]));
+			assert_true(isfinite(o[BAD_ROW - 1][0]) && isfinite(o[BAD_ROW + 1][0]));
+			TG_OK_OR_FAIL(tg_backward(out));
+			rc = tg_wait_all();
+			if (rc != TG_EINVAL || !strstr(tg_last_error(), needle))
+				fail_msg("backward with id %d (tiled %d): %d (%s)", (int)bad[k], tiled, rc, tg_last_error());
+			TG_OK_OR_FAIL(tg_wait_all()); /* taken once */
+			/* the good rows still reached the table's gradient: the id 0 rows (0 and 5), and
+			 * nothing else went to row 0 */
+			float g[V][C];
+			TG_OK_OR_FAIL(tg_tensor_to_host(tg_tensor_grad(table), g, sizeof g));
+			for (int c = 0; c < C; c++)
+				assert_true(isfinite(g[0][c]));
+			tg_tensor_free(out);
+			tg_tensor_free(it);
+			tg_tensor_free(table);
+		}
+	}
+	TG_OK_OR_FAIL(tg_set_tiling(0, 0));
+}
+
+/* Bad input to the ops: an error naming the op and the values, and nothing recorded or
+ * submitted. */
+static int tasks_now(void)
+{
+	tg_graph *g;
+	if (tg_graph_take(&g) < 0)
+		return -1;
+	int n = tg_graph_num_nodes(g);
+	tg_graph_free(g);
+	return n;
+}
+
+#define REFUSED(call, code, needle)                                                                          \
+	do {                                                                                                 \
+		TG_OK_OR_FAIL(tg_graph_reset());                                                             \
+		int rc_ = (call);                                                                            \
+		if (rc_ != (code) || !strstr(tg_last_error(), (needle)))                                     \
+			fail_msg("%s: %d (%s), expected %d with \"%s\"", #call, rc_, tg_last_error(), (code), \
+			         (needle));                                                                  \
+		if (tasks_now() != 0)                                                                        \
+			fail_msg("%s: refused, but %d tasks were recorded", #call, tasks_now());              \
+	} while (0)
+
+static void bad_input_is_refused(void **unused)
+{
+	(void)unused;
+	tg_tensor *x, *y, *w, *b, *v, *m, *ids, *ids2, *big, *mean, *rstd, *att, *qkv, *h, *c, *g, *pre, *n2, *n3, *ao;
+	TG_OK_OR_FAIL(tg_tensor_new_filled(&x, "x", TG_F32, TG_SHAPE(6, 4), &(tg_fill){TG_FILL_NORMAL, 0, 1, 1, 1}));
+	TG_OK_OR_FAIL(tg_tensor_new(&y, "y", TG_F32, TG_SHAPE(6, 4)));
+	TG_OK_OR_FAIL(tg_tensor_new(&w, "w", TG_F32, TG_SHAPE(4)));
+	TG_OK_OR_FAIL(tg_tensor_new(&b, "b", TG_F32, TG_SHAPE(5)));
+	TG_OK_OR_FAIL(tg_tensor_new(&v, "v", TG_F32, TG_SHAPE(6, 4)));
+	TG_OK_OR_FAIL(tg_tensor_new(&m, "m", TG_F32, TG_SHAPE(6, 4)));
+	TG_OK_OR_FAIL(tg_tensor_new(&ids, "ids", TG_I32, TG_SHAPE(6)));
+	TG_OK_OR_FAIL(tg_tensor_new(&ids2, "ids2", TG_I32, TG_SHAPE(5)));
+	TG_OK_OR_FAIL(tg_tensor_new(&big, "big", TG_F32, TG_SHAPE(6, 8)));
+	TG_OK_OR_FAIL(tg_tensor_new(&mean, "mean", TG_F32, TG_SHAPE(6)));
+	TG_OK_OR_FAIL(tg_tensor_new(&rstd, "rstd", TG_F32, TG_SHAPE(5)));
+	TG_OK_OR_FAIL(tg_tensor_new(&att, "att", TG_F32, TG_SHAPE(1, 2, 6, 6)));
+	TG_OK_OR_FAIL(tg_tensor_new(&qkv, "qkv", TG_F32, TG_SHAPE(1, 6, 12)));
+	TG_OK_OR_FAIL(tg_tensor_new(&ao, "ao", TG_F32, TG_SHAPE(1, 6, 4)));
+	TG_OK_OR_FAIL(tg_tensor_new(&h, "h", TG_F32, TG_SHAPE(6, 4)));
+	TG_OK_OR_FAIL(tg_tensor_new(&c, "c", TG_F32, TG_SHAPE(6, 4)));
+	TG_OK_OR_FAIL(tg_tensor_new(&g, "gates", TG_F32, TG_SHAPE(6, 16)));
+	TG_OK_OR_FAIL(tg_tensor_new(&pre, "pre", TG_F32, TG_SHAPE(6, 12)));
+	TG_OK_OR_FAIL(tg_tensor_new(&n2, "norm", TG_F32, TG_SHAPE(2)));
+	TG_OK_OR_FAIL(tg_tensor_new(&n3, "norm3", TG_F32, TG_SHAPE(3)));
+	TG_OK_OR_FAIL(tg_tensor_set_requires_grad(x, 1));
+
+	/* shapes and types */
+	REFUSED(tg_embedding(y, x, ids2), TG_ESHAPE, "embedding: output 'y' (6, 4) has 6 rows but ids 'ids2' (5) hold 5");
+	REFUSED(tg_embedding(y, x, x), TG_EINVAL, "embedding");
+	REFUSED(tg_pos_add(y, x, v, 4), TG_ESHAPE, "pos_add: x 'x' (6, 4) has 6 rows: not sequences of T = 4 rows");
+	REFUSED(tg_pos_add(y, x, v, 7), TG_ESHAPE, "pos_add");
+	REFUSED(tg_pos_add(y, x, v, 0), TG_EINVAL, "pos_add: the sequence length T must be >= 1, got 0");
+	REFUSED(tg_layernorm(y, mean, rstd, x, w, w, 1e-5f), TG_ESHAPE, "layernorm: mean 'mean' and rstd 'rstd'");
+	REFUSED(tg_layernorm(y, mean, mean, x, b, w, 1e-5f), TG_ESHAPE, "layernorm: w 'b' and b 'w' must hold 4 values");
+	REFUSED(tg_layernorm(y, mean, m, x, w, w, -1.0f), TG_EINVAL, "layernorm: eps must be finite and > 0, got -1");
+	REFUSED(tg_softmax(y, x, NAN, 0), TG_EINVAL, "softmax: the scale must be finite");
+	REFUSED(tg_softmax(y, x, 1.0f, 3), TG_ESHAPE, "softmax: with a causal mask of T = 3");
+	REFUSED(tg_softmax(y, x, 1.0f, -2), TG_EINVAL, "softmax: causal_T must be >= 0");
+	REFUSED(tg_attention(big, att, qkv, 2), TG_ESHAPE, "attention");
+	REFUSED(tg_attention(ao, att, qkv, 3), TG_ESHAPE, "attention");
+	REFUSED(tg_attention(ao, att, qkv, 0), TG_EINVAL, "attention");
+	REFUSED(tg_lstm_cell(h, c, g, pre, NULL), TG_ESHAPE, "lstm_cell: pre");
+	REFUSED(tg_slice_cols(y, big, 5), TG_ESHAPE, "slice_cols: columns 5 .. 5 + 4 are outside x 'big' (6, 8)");
+	REFUSED(tg_slice_cols(y, big, -1), TG_ESHAPE, "slice_cols: columns -1");
+	REFUSED(tg_concat_cols(big, 2, (tg_tensor *[]){x, b}), TG_ESHAPE, "concat_cols: input 1 'b'");
+	REFUSED(tg_concat_cols(big, 9, (tg_tensor *[]){x, x, x, x, x, x, x, x, x}), TG_EINVAL,
+	        "concat_cols: 9 inputs (1 to 8)");
+	REFUSED(tg_transpose(big, x), TG_ESHAPE, "transpose: output 'big' (6, 8) must be x 'x' (6, 4) with");
+	REFUSED(tg_bias_gelu(y, x, b), TG_ESHAPE, "bias_gelu: b 'b' must hold 4 values");
+	/* hyper-parameters */
+	REFUSED(tg_dropout(y, x, 1.0f, 1, 1), TG_EINVAL, "dropout: p must be in [0, 1), got 1");
+	REFUSED(tg_dropout(y, x, -0.5f, 1, 1), TG_EINVAL, "dropout: p must be in [0, 1), got -0.5");
+	REFUSED(tg_dropout(y, x, NAN, 1, 1), TG_EINVAL, "dropout: p must be in [0, 1), got nan");
+	tg_adamw_params ap = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1};
+	TG_OK_OR_FAIL(tg_tensor_set_requires_grad(v, 1));
+	ap.lr = -1e-3f;
+	REFUSED(tg_adamw(v, m, y, &ap), TG_EINVAL, "adamw: learning rate must be finite and >= 0, got -0.001");
+	ap.lr = 1e-3f;
+	ap.beta1 = 1.0f;
+	REFUSED(tg_adamw(v, m, y, &ap), TG_EINVAL, "adamw: beta1 must be in [0, 1), got 1");
+	ap.beta1 = 0.9f;
+	ap.beta2 = -0.1f;
+	REFUSED(tg_adamw(v, m, y, &ap), TG_EINVAL, "adamw: beta2 must be in [0, 1), got -0.1");
+	ap.beta2 = 0.999f;
+	ap.eps = 0.0f;
+	REFUSED(tg_adamw(v, m, y, &ap), TG_EINVAL, "adamw: eps must be finite and > 0, got 0");
+	ap.eps = 1e-8f;
+	ap.step = 0;
+	REFUSED(tg_adamw(v, m, y, &ap), TG_EINVAL, "adamw: step must be >= 1 (the first step is 1), got 0");
+	ap.step = 1;
+	REFUSED(tg_adamw(v, m, mean, &ap), TG_ESHAPE, "adamw");
+	REFUSED(tg_adamw(v, m, m, &ap), TG_EINVAL, "adamw: parameter, m and v must be three tensors");
+	REFUSED(tg_clip_grad_norm(1, (tg_tensor *[]){x}, -1.0f, n2), TG_EINVAL, "clip_grad_norm: max_norm must be finite and > 0");
+	REFUSED(tg_clip_grad_norm(1, (tg_tensor *[]){x}, 1.0f, n3), TG_ESHAPE, "clip_grad_norm: norm 'norm3' must be a vector of 2");
+	REFUSED(tg_sum(y, 0, (tg_tensor *[]){x}, TG_SUM_TREE, 0), TG_EINVAL, "sum: 0 inputs (1 to 64)");
+	REFUSED(tg_sum(y, 2, (tg_tensor *[]){x, big}, TG_SUM_TREE, 0), TG_ESHAPE, "sum");
+	REFUSED(tg_sum(y, 1, (tg_tensor *[]){x}, 7, 0), TG_EINVAL, "sum: unknown way 7");
+	REFUSED(tg_sum(y, 2, (tg_tensor *[]){x, y}, TG_SUM_REDUX, 0), TG_EINVAL, "sum: the output 'y' is also input 1");
+
+	tg_tensor *all[] = {x, y, w, b, v, m, ids, ids2, big, mean, rstd, att, qkv, h, c, g, pre, n2, n3, ao};
+	for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+		tg_tensor_free(all[i]);
+}
+
 int main(void)
 {
 	tg_test_seed("op harness");
@@ -334,7 +493,7 @@ int main(void)
 		tg_shutdown();
 		return TG_TEST_SKIP;
 	}
-	enum { NEXTRA = 6 };
+	enum { NEXTRA = 8 };
 	int ntests = tg_test_ncases + NEXTRA;
 	struct CMUnitTest *tests = calloc((size_t)ntests, sizeof *tests);
 	char (*names)[160] = calloc((size_t)tg_test_ncases, sizeof *names);
@@ -344,6 +503,8 @@ int main(void)
 	tests[tg_test_ncases + 3] = (struct CMUnitTest)cmocka_unit_test(xent_targets_out_of_range_tiled);
 	tests[tg_test_ncases + 4] = (struct CMUnitTest)cmocka_unit_test(tilings_agree);
 	tests[tg_test_ncases + 5] = (struct CMUnitTest)cmocka_unit_test(checker_catches_wrong_ops);
+	tests[tg_test_ncases + 6] = (struct CMUnitTest)cmocka_unit_test(embedding_ids_out_of_range);
+	tests[tg_test_ncases + 7] = (struct CMUnitTest)cmocka_unit_test(bad_input_is_refused);
 	for (int i = 0; i < tg_test_ncases; i++) {
 		snprintf(names[i], sizeof names[i], "%s %s [%s]", tg_test_cases[i].op, tg_test_cases[i].label, BACKEND_NAME);
 		tests[i + 1] = (struct CMUnitTest){names[i], run_case, NULL, NULL, (void *)&tg_test_cases[i]};

@@ -1,0 +1,97 @@
+/* dropout.c — inverted dropout with a counter-based mask: element i of the tensor (row-major
+ * over all of it) is kept when tg_philox_uniform(seed, step, i) >= p, and kept elements are
+ * scaled by 1 / (1 - p). The mask depends only on (seed, step, i): the same whatever the
+ * tiling, the worker or the backend, and the backward draws it again instead of storing it.
+ *   backward: dx (=|+=) dout * mask / (1 - p). Tiled by rows. */
+#include "tg_ops.h"
+
+/* ------------------------------------------------------------------ CPU kernels */
+
+static TG_VEC void dropout_rows(tg_mat dst, tg_mat src, const struct tg_dropout_args *a, int accumulate)
+{
+	const float scale = 1.0f / (1.0f - a->p);
+	for (int r = 0; r < dst.rows; r++) {
+		float *restrict d = TG_ROW(dst, r);
+		const float *restrict s = TG_ROW(src, r);
+		uint64_t base = (uint64_t)(a->row0 + r) * (uint64_t)a->cols;
+		for (int c = 0; c < dst.cols; c++) {
+			float v = tg_philox_uniform(a->seed, a->step, base + (uint64_t)c) >= a->p ? s[c] * scale : 0.0f;
+			d[c] = accumulate ? d[c] + v : v;
+		}
+	}
+}
+
+void tg_dropout_fwd_cpu(tg_mat out, tg_mat x, const struct tg_dropout_args *a)
+{
+	dropout_rows(out, x, a, 0);
+}
+
+void tg_dropout_bwd_cpu(tg_mat dx, tg_mat dout, const struct tg_dropout_args *a)
+{
+	dropout_rows(dx, dout, a, a->accumulate);
+}
+
+TG_OP_WRAPPERS(tg_dropout_fwd, 2, struct tg_dropout_args)
+TG_OP_WRAPPERS(tg_dropout_bwd, 2, struct tg_dropout_args)
+TG_OP_CODELET(dropout_fwd_cl, "dropout_fwd", tg_dropout_fwd);
+TG_OP_CODELET(dropout_bwd_cl, "dropout_bwd", tg_dropout_bwd);
+
+/* ------------------------------------------------------------------ submission */
+
+static int dropout_check(const tg_task_spec *s);
+static int dropout_backward(const tg_node *fwd);
+TG_OP_DESC(dropout, TG_KIND_ELEMENTWISE, dropout_check, dropout_backward,
+           "inverted dropout, mask drawn from (seed, step, position)");
+
+static int dropout_check(const tg_task_spec *s)
+{
+	const struct tg_dropout_args *a = s->args;
+	TG_TRY(tg_check_f32("dropout", "output", s->t[0]));
+	TG_TRY(tg_check_f32("dropout", "x", s->t[1]));
+	TG_TRY(tg_check_same_shape("dropout", "output", s->t[0], "x", s->t[1]));
+	TG_CHECK(a->p >= 0.0f && a->p < 1.0f, TG_EINVAL, "dropout: p must be in [0, 1), got %g", (double)a->p);
+	return 0;
+}
+
+static void set_row0(void *args, int tile, int ntiles, int64_t row0)
+{
+	(void)tile;
+	(void)ntiles;
+	((struct tg_dropout_args *)args)->row0 = row0;
+}
+
+int tg_dropout(tg_tensor *out, tg_tensor *x, float p, uint64_t seed, uint64_t step)
+{
+	TG_CHECK(out && x, TG_EINVAL, "dropout: a tensor argument is NULL");
+	TG_TRY(tg_tensor_check_usable(x, "dropout"));
+	struct tg_dropout_args args = {p, seed, step, 0, tg_tensor_cols(x), 0};
+	tg_task_spec s = tg_spec(&tg_op_dropout, &dropout_fwd_cl, "dropout_fwd", TG_PHASE_FWD, &args, sizeof args,
+	                         2.0 * (double)tg_tensor_numel(x));
+	tg_spec_add(&s, out, TG_W);
+	tg_spec_add(&s, x, TG_R);
+	s.tile = TG_TILE_ROWS;
+	s.tile_args = set_row0;
+	return tg_submit(&s);
+}
+
+static int dropout_backward(const tg_node *fwd)
+{
+	const struct tg_dropout_args *fa = tg_node_args(fwd);
+	tg_tensor *dout = tg_grad_of(fwd, 0), *dx;
+	unsigned mode;
+	if (!dout)
+		return 0;
+	TG_TRY(tg_grad_target(fwd, 1, &dx, &mode));
+	if (!dx)
+		return 0;
+	struct tg_dropout_args args = *fa;
+	args.row0 = 0;
+	args.accumulate = mode == TG_ACC;
+	tg_task_spec s = tg_spec(&tg_op_dropout, &dropout_bwd_cl, "dropout_bwd", TG_PHASE_BWD, &args, sizeof args,
+	                         2.0 * (double)tg_tensor_numel(dout));
+	tg_spec_add(&s, dx, mode);
+	tg_spec_add(&s, dout, TG_R);
+	s.tile = TG_TILE_ROWS;
+	s.tile_args = set_row0;
+	return tg_submit(&s);
+}

@@ -1,0 +1,159 @@
+/* lstm_cell.c — one LSTM step with fused gates (PyTorch's gate order i, f, g, o):
+ *   gates = [sigmoid(pre_i), sigmoid(pre_f), tanh(pre_g), sigmoid(pre_o)]
+ *   c = f * c_prev + i * g;  h = o * tanh(c)          (no c_prev: the first step, c = i * g)
+ * gates (B, 4H) is kept for the backward; with dc_total = dc + dh o (1 - tanh(c)^2):
+ *   dpre = [dc_total g i (1-i), dc_total c_prev f (1-f), dc_total i (1-g^2), dh tanh(c) o (1-o)]
+ *   dc_prev = dc_total f
+ * dh and dc are the gradients h and c get from later steps and layers; either may be absent.
+ * Tiled by rows (batch). */
+#include "tg_ops.h"
+
+/* ------------------------------------------------------------------ CPU kernels */
+
+static TG_VEC void lstm_fwd_vec(tg_mat h, tg_mat c, tg_mat gates, tg_mat pre, tg_mat c_prev, int has_c_prev)
+{
+	int H = h.cols;
+	for (int r = 0; r < h.rows; r++) {
+		const float *restrict p = TG_ROW(pre, r);
+		float *restrict gt = TG_ROW(gates, r), *restrict cr = TG_ROW(c, r), *restrict hr = TG_ROW(h, r);
+		const float *restrict cp = has_c_prev ? TG_ROW(c_prev, r) : NULL;
+		for (int j = 0; j < H; j++) {
+			float i = tg_sigmoidf(p[j]), f = tg_sigmoidf(p[H + j]);
+			float g = tg_tanhf(p[2 * H + j]), o = tg_sigmoidf(p[3 * H + j]);
+			gt[j] = i;
+			gt[H + j] = f;
+			gt[2 * H + j] = g;
+			gt[3 * H + j] = o;
+			float cv = cp ? f * cp[j] + i * g : i * g;
+			cr[j] = cv;
+			hr[j] = o * tg_tanhf(cv);
+		}
+	}
+}
+
+void tg_lstm_fwd_cpu(tg_mat h, tg_mat c, tg_mat gates, tg_mat pre, tg_mat c_prev, const struct tg_lstm_args *a)
+{
+	lstm_fwd_vec(h, c, gates, pre, c_prev, a->has_c_prev);
+}
+
+static TG_VEC void lstm_bwd_vec(tg_mat dpre, tg_mat dc_prev, tg_mat dh, tg_mat dc, tg_mat gates, tg_mat c, tg_mat c_prev,
+                                const struct tg_lstm_args *a)
+{
+	int H = c.cols;
+	for (int r = 0; r < c.rows; r++) {
+		const float *restrict gt = TG_ROW(gates, r), *restrict cr = TG_ROW(c, r);
+		const float *restrict dhr = a->has_dh ? TG_ROW(dh, r) : NULL, *restrict dcr = a->has_dc ? TG_ROW(dc, r) : NULL;
+		const float *restrict cp = a->has_c_prev ? TG_ROW(c_prev, r) : NULL;
+		float *restrict dp = a->want_pre ? TG_ROW(dpre, r) : NULL;
+		float *restrict dcp = a->want_dc_prev ? TG_ROW(dc_prev, r) : NULL;
+		for (int j = 0; j < H; j++) {
+			float i = gt[j], f = gt[H + j], g = gt[2 * H + j], o = gt[3 * H + j];
+			float tc = tg_tanhf(cr[j]);
+			float dhv = dhr ? dhr[j] : 0.0f;
+			float dct = dcr ? dcr[j] : 0.0f;
+			if (dhr)
+				dct += dhv * o * (1.0f - tc * tc);
+			float cpv = cp ? cp[j] : 0.0f;
+			float v0 = dct * g * i * (1.0f - i), v1 = dct * cpv * f * (1.0f - f);
+			float v2 = dct * i * (1.0f - g * g), v3 = dhv * tc * o * (1.0f - o);
+			if (!dp) {
+			} else if (a->acc_pre) {
+				dp[j] += v0;
+				dp[H + j] += v1;
+				dp[2 * H + j] += v2;
+				dp[3 * H + j] += v3;
+			} else {
+				dp[j] = v0;
+				dp[H + j] = v1;
+				dp[2 * H + j] = v2;
+				dp[3 * H + j] = v3;
+			}
+			if (dcp)
+				dcp[j] = a->acc_c_prev ? dcp[j] + dct * f : dct * f;
+		}
+	}
+}
+
+void tg_lstm_bwd_cpu(tg_mat dpre, tg_mat dc_prev, tg_mat dh, tg_mat dc, tg_mat gates, tg_mat c, tg_mat c_prev,
+                     const struct tg_lstm_args *a)
+{
+	lstm_bwd_vec(dpre, dc_prev, dh, dc, gates, c, c_prev, a);
+}
+
+TG_OP_WRAPPERS(tg_lstm_fwd, 5, struct tg_lstm_args)
+TG_OP_WRAPPERS(tg_lstm_bwd, 7, struct tg_lstm_args)
+TG_OP_CODELET(lstm_fwd_cl, "lstm_cell_fwd", tg_lstm_fwd);
+TG_OP_CODELET(lstm_bwd_cl, "lstm_cell_bwd", tg_lstm_bwd);
+
+/* ------------------------------------------------------------------ submission */
+
+static int lstm_check(const tg_task_spec *s);
+static int lstm_backward(const tg_node *fwd);
+TG_OP_DESC(lstm_cell, TG_KIND_ELEMENTWISE, lstm_check, lstm_backward,
+           "one LSTM step from the gate preactivations (gate order i, f, g, o)");
+
+static int lstm_check(const tg_task_spec *s)
+{
+	const char *names[] = {"h", "c", "gates", "pre", "c_prev"};
+	for (int i = 0; i < s->n && i < 5; i++)
+		TG_TRY(tg_check_f32("lstm_cell", names[i], s->t[i]));
+	int64_t B = tg_tensor_rows(s->t[0]), H = tg_tensor_cols(s->t[0]);
+	TG_TRY(tg_check_matrix("lstm_cell", "h", s->t[0], B, H));
+	TG_TRY(tg_check_matrix("lstm_cell", "c", s->t[1], B, H));
+	TG_CHECK(H <= INT64_MAX / 4, TG_ESHAPE, "lstm_cell: hidden size %lld too large", (long long)H);
+	TG_TRY(tg_check_matrix("lstm_cell", "gates", s->t[2], B, 4 * H));
+	TG_TRY(tg_check_matrix("lstm_cell", "pre", s->t[3], B, 4 * H));
+	if (s->n > 4)
+		TG_TRY(tg_check_matrix("lstm_cell", "c_prev", s->t[4], B, H));
+	return 0;
+}
+
+int tg_lstm_cell(tg_tensor *h, tg_tensor *c, tg_tensor *gates, tg_tensor *pre, tg_tensor *c_prev)
+{
+	TG_CHECK(h && c && gates && pre, TG_EINVAL, "lstm_cell: h, c, gates or pre is NULL");
+	struct tg_lstm_args args = {c_prev != NULL, 0, 0, 0, 0, 0, 0};
+	tg_task_spec s = tg_spec(&tg_op_lstm_cell, &lstm_fwd_cl, "lstm_cell_fwd", TG_PHASE_FWD, &args, sizeof args,
+	                         20.0 * (double)tg_tensor_numel(c));
+	tg_spec_add(&s, h, TG_W);
+	tg_spec_add(&s, c, TG_W);
+	tg_spec_add(&s, gates, TG_W);
+	tg_spec_add(&s, pre, TG_R);
+	if (c_prev)
+		tg_spec_add(&s, c_prev, TG_R);
+	s.tile = TG_TILE_ROWS;
+	return tg_submit(&s);
+}
+
+/* Operands a step lacks are given as c (read only, never used: the flags say so). */
+static int lstm_backward(const tg_node *fwd)
+{
+	tg_tensor *dh = tg_grad_of(fwd, 0), *dc = tg_grad_of(fwd, 1);
+	tg_tensor *c = tg_node_tensor(fwd, 1), *gates = tg_node_tensor(fwd, 2);
+	int has_c_prev = tg_node_num_operands(fwd) > 4;
+	tg_tensor *c_prev = has_c_prev ? tg_node_tensor(fwd, 4) : NULL;
+	TG_CHECK(!tg_grad_of(fwd, 2), TG_ENOTSUP,
+	         "lstm_cell: gates '%s' is kept for the backward; a gradient through it is not supported",
+	         tg_tensor_name(gates));
+	if (!dh && !dc)
+		return 0;
+	tg_tensor *dpre, *dcp = NULL;
+	unsigned mpre, mcp = 0;
+	TG_TRY(tg_grad_target(fwd, 3, &dpre, &mpre));
+	if (has_c_prev)
+		TG_TRY(tg_grad_target(fwd, 4, &dcp, &mcp));
+	if (!dpre && !dcp)
+		return 0;
+	struct tg_lstm_args args = {has_c_prev, dh != NULL, dc != NULL, dcp != NULL, mpre == TG_ACC, mcp == TG_ACC,
+	                            dpre != NULL};
+	tg_task_spec s = tg_spec(&tg_op_lstm_cell, &lstm_bwd_cl, "lstm_cell_bwd", TG_PHASE_BWD, &args, sizeof args,
+	                         25.0 * (double)tg_tensor_numel(c));
+	tg_spec_add(&s, dpre ? dpre : c, dpre ? mpre : TG_R);
+	tg_spec_add(&s, dcp ? dcp : c, dcp ? mcp : TG_R);
+	tg_spec_add(&s, dh ? dh : c, TG_R);
+	tg_spec_add(&s, dc ? dc : c, TG_R);
+	tg_spec_add(&s, gates, TG_R);
+	tg_spec_add(&s, c, TG_R);
+	tg_spec_add(&s, c_prev ? c_prev : c, TG_R);
+	s.tile = TG_TILE_ROWS;
+	return tg_submit(&s);
+}
