@@ -19,6 +19,27 @@ static float *att_head(tg_mat att, int h, int T)
 	return TG_MF(att) + (size_t)h * (size_t)T * (size_t)att.ld;
 }
 
+/* the causal softmax of a head's T score rows, in place */
+static TG_VEC void causal_softmax(float *A, int ld, int T)
+{
+	for (int t = 0; t < T; t++)
+		tg_softmax_row(A + (size_t)t * ld, t + 1, T);
+}
+
+/* dpre = att * (datt - rowsum(datt att)) in place of datt (S, T x T), 0 above the diagonal */
+static TG_VEC void causal_softmax_bwd(float *restrict S, const float *restrict A, int ld, int T)
+{
+	for (int t = 0; t < T; t++) {
+		const float *restrict ar = A + (size_t)t * ld;
+		float *restrict sr = S + (size_t)t * T;
+		float dot = (float)tg_dot_row(sr, ar, t + 1);
+		for (int j = 0; j <= t; j++)
+			sr[j] = ar[j] * (sr[j] - dot);
+		for (int j = t + 1; j < T; j++)
+			sr[j] = 0.0f;
+	}
+}
+
 void tg_attention_fwd_cpu(tg_mat out, tg_mat att, tg_mat q, tg_mat k, tg_mat v, const struct tg_attention_args *a)
 {
 	int T = a->T, d = a->head_dim;
@@ -27,18 +48,7 @@ void tg_attention_fwd_cpu(tg_mat out, tg_mat att, tg_mat q, tg_mat k, tg_mat v, 
 		/* scores = scale Q K^T (the masked half is overwritten below) */
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, d, a->scale, TG_MF(q) + h * d, q.ld,
 		            TG_MF(k) + h * d, k.ld, 0.0f, A, att.ld);
-		for (int t = 0; t < T; t++) {
-			float *row = A + (size_t)t * att.ld, m = row[0];
-			for (int j = 1; j <= t; j++)
-				m = row[j] > m ? row[j] : m;
-			double s = 0;
-			for (int j = 0; j <= t; j++)
-				s += exp((double)row[j] - m);
-			for (int j = 0; j <= t; j++)
-				row[j] = (float)(exp((double)row[j] - m) / s);
-			for (int j = t + 1; j < T; j++)
-				row[j] = 0.0f;
-		}
+		causal_softmax(A, att.ld, T);
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, T, 1.0f, A, att.ld, TG_MF(v) + h * d, v.ld, 0.0f,
 		            TG_MF(out) + h * d, out.ld);
 	}
@@ -62,15 +72,7 @@ void tg_attention_bwd_qk_cpu(tg_mat dq, tg_mat dk, tg_mat dout, tg_mat v, tg_mat
 		const float *A = att_head(att, h, T);
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, d, 1.0f, TG_MF(dout) + h * d, dout.ld,
 		            TG_MF(v) + h * d, v.ld, 0.0f, S, T);
-		for (int t = 0; t < T; t++) {
-			const float *ar = A + (size_t)t * att.ld;
-			float *sr = S + (size_t)t * T;
-			double dot = 0;
-			for (int j = 0; j <= t; j++)
-				dot += (double)sr[j] * ar[j];
-			for (int j = 0; j < T; j++)
-				sr[j] = j <= t ? ar[j] * (sr[j] - (float)dot) : 0.0f;
-		}
+		causal_softmax_bwd(S, A, att.ld, T);
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, d, T, a->scale, S, T, TG_MF(k) + h * d, k.ld, beta,
 		            TG_MF(dq) + h * d, dq.ld);
 		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, d, T, a->scale, S, T, TG_MF(q) + h * d, q.ld, beta,

@@ -7,16 +7,48 @@
 
 /* ------------------------------------------------------------------ CPU kernels */
 
+/* u[j] = the uniform number of element e0 + j (j < n): one Philox block gives four */
+static void uniforms(float *restrict u, uint64_t seed, uint64_t step, uint64_t e0, int n)
+{
+	int j = 0;
+	for (; j < n && ((e0 + (uint64_t)j) & 3) != 0; j++)
+		u[j] = tg_philox_uniform(seed, step, e0 + (uint64_t)j);
+	const uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
+	for (; j + 4 <= n; j += 4) {
+		uint64_t block = (e0 + (uint64_t)j) >> 2;
+		const uint32_t ctr[4] = {(uint32_t)block, (uint32_t)(block >> 32), (uint32_t)step, (uint32_t)(step >> 32)};
+		uint32_t w[4];
+		tg_philox4x32_10(ctr, key, w);
+		for (int k = 0; k < 4; k++)
+			u[j + k] = (float)(w[k] >> 8) * 0x1p-24f;
+	}
+	for (; j < n; j++)
+		u[j] = tg_philox_uniform(seed, step, e0 + (uint64_t)j);
+}
+
+/* dst (=|+=) src * mask * scale, in chunks: the uniform numbers, then a loop of selects */
+#define DROPOUT_CHUNK 256
 static TG_VEC void dropout_rows(tg_mat dst, tg_mat src, const struct tg_dropout_args *a, int accumulate)
 {
-	const float scale = 1.0f / (1.0f - a->p);
+	const float p = a->p, scale = 1.0f / (1.0f - p);
+	float u[DROPOUT_CHUNK];
 	for (int r = 0; r < dst.rows; r++) {
-		float *restrict d = TG_ROW(dst, r);
-		const float *restrict s = TG_ROW(src, r);
 		uint64_t base = (uint64_t)(a->row0 + r) * (uint64_t)a->cols;
-		for (int c = 0; c < dst.cols; c++) {
-			float v = tg_philox_uniform(a->seed, a->step, base + (uint64_t)c) >= a->p ? s[c] * scale : 0.0f;
-			d[c] = accumulate ? d[c] + v : v;
+		for (int c0 = 0; c0 < dst.cols; c0 += DROPOUT_CHUNK) {
+			int n = dst.cols - c0 < DROPOUT_CHUNK ? dst.cols - c0 : DROPOUT_CHUNK;
+			uniforms(u, a->seed, a->step, base + (uint64_t)c0, n);
+			float *restrict d = TG_ROW(dst, r) + c0;
+			const float *restrict s = TG_ROW(src, r) + c0;
+			if (accumulate)
+				for (int j = 0; j < n; j++) {
+					float v = s[j] * scale;
+					d[j] += u[j] >= p ? v : 0.0f;
+				}
+			else
+				for (int j = 0; j < n; j++) {
+					float v = s[j] * scale;
+					d[j] = u[j] >= p ? v : 0.0f;
+				}
 		}
 	}
 }

@@ -33,9 +33,8 @@ void tg_embedding_fwd_cpu(tg_mat out, tg_mat table, tg_mat ids, tg_mat scratch, 
 	}
 }
 
-void tg_embedding_bwd_cpu(tg_mat dtable, tg_mat dout, tg_mat ids, tg_mat scratch, const struct tg_embedding_args *a)
+static TG_VEC void embedding_bwd_vec(tg_mat dtable, tg_mat dout, tg_mat ids, const struct tg_embedding_args *a)
 {
-	(void)scratch;
 	if (!a->accumulate)
 		for (int v = 0; v < dtable.rows; v++)
 			memset(TG_ROW(dtable, v), 0, (size_t)dtable.cols * sizeof(float));
@@ -50,6 +49,12 @@ void tg_embedding_bwd_cpu(tg_mat dtable, tg_mat dout, tg_mat ids, tg_mat scratch
 		for (int c = 0; c < dtable.cols; c++)
 			d[c] += g[c];
 	}
+}
+
+void tg_embedding_bwd_cpu(tg_mat dtable, tg_mat dout, tg_mat ids, tg_mat scratch, const struct tg_embedding_args *a)
+{
+	(void)scratch;
+	embedding_bwd_vec(dtable, dout, ids, a);
 }
 
 TG_OP_WRAPPERS(tg_embedding_fwd, 4, struct tg_embedding_args)

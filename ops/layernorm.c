@@ -7,22 +7,17 @@
  *     dw (+)= sum_r dout xhat,  db (+)= sum_r dout     (row order: the same whatever the tiling)
  * add_layernorm: sum = a + r, out = layernorm(sum); da = dr = dsum + the layernorm's dx (dsum:
  * the gradient sum gets from the ops that read it; the residual stream).
- * Row statistics are summed in double. Tiled by rows; w and b (and their gradients, written
+ * Row statistics are summed in double, in vector lanes of a fixed order (tg_sum_row). Tiled by rows; w and b (and their gradients, written
  * by the first tile, added to by the others) go whole to every tile. */
 #include "tg_ops.h"
 
 /* ------------------------------------------------------------------ CPU kernels */
 
-static void row_moments(const float *x, int n, float eps, float *mean, float *rstd)
+static TG_VEC void row_moments(const float *x, int n, float eps, float *mean, float *rstd)
 {
-	double s = 0, ss = 0;
-	for (int c = 0; c < n; c++)
-		s += x[c];
-	double m = s / n;
-	for (int c = 0; c < n; c++)
-		ss += ((double)x[c] - m) * ((double)x[c] - m);
+	double m = tg_sum_row(x, n) / n;
 	*mean = (float)m;
-	*rstd = (float)(1.0 / sqrt(ss / n + (double)eps));
+	*rstd = (float)(1.0 / sqrt(tg_sqdev_row(x, m, n) / n + (double)eps));
 }
 
 static TG_VEC void normalise_row(float *restrict o, const float *restrict x, const float *restrict w,
@@ -60,29 +55,61 @@ void tg_add_layernorm_fwd_cpu(tg_mat sum, tg_mat out, tg_mat mean, tg_mat rstd, 
 	}
 }
 
+/* one row of dx: rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)) (+ e) */
+static TG_VEC void ln_dx_row(float *restrict d, const float *restrict g, const float *restrict x,
+                             const float *restrict w, const float *restrict e, float m, float s, int n, int accumulate)
+{
+	double a1[TG_LANES] = {0}, a2[TG_LANES] = {0};
+	int j = 0;
+	for (; j + TG_LANES <= n; j += TG_LANES)
+		for (int k = 0; k < TG_LANES; k++) {
+			double dxhat = (double)g[j + k] * w[j + k], xhat = ((double)x[j + k] - m) * s;
+			a1[k] += dxhat;
+			a2[k] += dxhat * xhat;
+		}
+	for (int k = 0; j < n; j++, k++) {
+		double dxhat = (double)g[j] * w[j], xhat = ((double)x[j] - m) * s;
+		a1[k] += dxhat;
+		a2[k] += dxhat * xhat;
+	}
+	float mean_d = (float)(tg_lanes_total(a1) / n), mean_dx = (float)(tg_lanes_total(a2) / n);
+#define LN_DX(c) (s * (g[c] * w[c] - mean_d - ((x[c] - m) * s) * mean_dx))
+	if (e && accumulate)
+		for (int c = 0; c < n; c++)
+			d[c] += LN_DX(c) + e[c];
+	else if (e)
+		for (int c = 0; c < n; c++)
+			d[c] = LN_DX(c) + e[c];
+	else if (accumulate)
+		for (int c = 0; c < n; c++)
+			d[c] += LN_DX(c);
+	else
+		for (int c = 0; c < n; c++)
+			d[c] = LN_DX(c);
+#undef LN_DX
+}
+
 void tg_layernorm_bwd_dx_cpu(tg_mat dx, tg_mat dout, tg_mat x, tg_mat mean, tg_mat rstd, tg_mat w, tg_mat extra,
                              const struct tg_layernorm_args *a)
 {
+	for (int r = 0; r < x.rows; r++)
+		ln_dx_row(TG_ROW(dx, r), TG_ROW(dout, r), TG_ROW(x, r), TG_MF(w), a->has_extra ? TG_ROW(extra, r) : NULL,
+		          TG_MF(mean)[r], TG_MF(rstd)[r], x.cols, a->accumulate);
+}
+
+static TG_VEC void ln_dwb(float *restrict wd, float *restrict bd, tg_mat dout, tg_mat x, const float *restrict mean,
+                          const float *restrict rstd, int accumulate)
+{
 	int n = x.cols;
-	const float *wp = TG_MF(w);
+	if (!accumulate)
+		for (int c = 0; c < n; c++)
+			wd[c] = bd[c] = 0.0f;
 	for (int r = 0; r < x.rows; r++) {
-		const float *xr = TG_ROW(x, r), *g = TG_ROW(dout, r);
-		float m = TG_MF(mean)[r], s = TG_MF(rstd)[r];
-		double sum_dxhat = 0, sum_dxhat_xhat = 0;
+		const float *restrict xr = TG_ROW(x, r), *restrict g = TG_ROW(dout, r);
+		float m = mean[r], s = rstd[r];
 		for (int c = 0; c < n; c++) {
-			double dxhat = (double)g[c] * wp[c], xhat = ((double)xr[c] - m) * s;
-			sum_dxhat += dxhat;
-			sum_dxhat_xhat += dxhat * xhat;
-		}
-		float mean_d = (float)(sum_dxhat / n), mean_dx = (float)(sum_dxhat_xhat / n);
-		float *d = TG_ROW(dx, r);
-		const float *e = a->has_extra ? TG_ROW(extra, r) : NULL;
-		for (int c = 0; c < n; c++) {
-			float xhat = (xr[c] - m) * s;
-			float v = s * (g[c] * wp[c] - mean_d - xhat * mean_dx);
-			if (e)
-				v += e[c];
-			d[c] = a->accumulate ? d[c] + v : v;
+			wd[c] += g[c] * ((xr[c] - m) * s);
+			bd[c] += g[c];
 		}
 	}
 }
@@ -90,19 +117,7 @@ void tg_layernorm_bwd_dx_cpu(tg_mat dx, tg_mat dout, tg_mat x, tg_mat mean, tg_m
 void tg_layernorm_bwd_dwb_cpu(tg_mat dw, tg_mat db, tg_mat dout, tg_mat x, tg_mat mean, tg_mat rstd,
                               const struct tg_layernorm_args *a)
 {
-	int n = x.cols;
-	float *wd = TG_MF(dw), *bd = TG_MF(db);
-	if (!a->accumulate)
-		for (int c = 0; c < n; c++)
-			wd[c] = bd[c] = 0.0f;
-	for (int r = 0; r < x.rows; r++) {
-		const float *restrict xr = TG_ROW(x, r), *restrict g = TG_ROW(dout, r);
-		float m = TG_MF(mean)[r], s = TG_MF(rstd)[r];
-		for (int c = 0; c < n; c++) {
-			wd[c] += g[c] * ((xr[c] - m) * s);
-			bd[c] += g[c];
-		}
-	}
+	ln_dwb(TG_MF(dw), TG_MF(db), dout, x, TG_MF(mean), TG_MF(rstd), a->accumulate);
 }
 
 TG_OP_WRAPPERS(tg_layernorm_fwd, 6, struct tg_layernorm_args)

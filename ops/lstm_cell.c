@@ -10,24 +10,30 @@
 
 /* ------------------------------------------------------------------ CPU kernels */
 
+/* one batch row; has_c_prev is a constant where it is inlined, so each loop has no branch */
+TG_INLINE void lstm_fwd_row(float *restrict hr, float *restrict cr, float *restrict gt, const float *restrict p,
+                            const float *restrict cp, int has_c_prev, int H)
+{
+	for (int j = 0; j < H; j++) {
+		float i = tg_sigmoidf(p[j]), f = tg_sigmoidf(p[H + j]);
+		float g = tg_tanhf(p[2 * H + j]), o = tg_sigmoidf(p[3 * H + j]);
+		gt[j] = i;
+		gt[H + j] = f;
+		gt[2 * H + j] = g;
+		gt[3 * H + j] = o;
+		float cv = has_c_prev ? f * cp[j] + i * g : i * g;
+		cr[j] = cv;
+		hr[j] = o * tg_tanhf(cv);
+	}
+}
+
 static TG_VEC void lstm_fwd_vec(tg_mat h, tg_mat c, tg_mat gates, tg_mat pre, tg_mat c_prev, int has_c_prev)
 {
-	int H = h.cols;
 	for (int r = 0; r < h.rows; r++) {
-		const float *restrict p = TG_ROW(pre, r);
-		float *restrict gt = TG_ROW(gates, r), *restrict cr = TG_ROW(c, r), *restrict hr = TG_ROW(h, r);
-		const float *restrict cp = has_c_prev ? TG_ROW(c_prev, r) : NULL;
-		for (int j = 0; j < H; j++) {
-			float i = tg_sigmoidf(p[j]), f = tg_sigmoidf(p[H + j]);
-			float g = tg_tanhf(p[2 * H + j]), o = tg_sigmoidf(p[3 * H + j]);
-			gt[j] = i;
-			gt[H + j] = f;
-			gt[2 * H + j] = g;
-			gt[3 * H + j] = o;
-			float cv = cp ? f * cp[j] + i * g : i * g;
-			cr[j] = cv;
-			hr[j] = o * tg_tanhf(cv);
-		}
+		if (has_c_prev)
+			lstm_fwd_row(TG_ROW(h, r), TG_ROW(c, r), TG_ROW(gates, r), TG_ROW(pre, r), TG_ROW(c_prev, r), 1, h.cols);
+		else
+			lstm_fwd_row(TG_ROW(h, r), TG_ROW(c, r), TG_ROW(gates, r), TG_ROW(pre, r), NULL, 0, h.cols);
 	}
 }
 
@@ -36,40 +42,48 @@ void tg_lstm_fwd_cpu(tg_mat h, tg_mat c, tg_mat gates, tg_mat pre, tg_mat c_prev
 	lstm_fwd_vec(h, c, gates, pre, c_prev, a->has_c_prev);
 }
 
-static TG_VEC void lstm_bwd_vec(tg_mat dpre, tg_mat dc_prev, tg_mat dh, tg_mat dc, tg_mat gates, tg_mat c, tg_mat c_prev,
-                                const struct tg_lstm_args *a)
+/* The backward of one batch row in chunks of LSTM_CHUNK units: the five gradients of a chunk
+ * are computed into local arrays (one loop without branches: absent inputs read as zeros from
+ * a zero chunk), then stored by loops specialised on what is written and how. */
+#define LSTM_CHUNK 256
+static TG_VEC void lstm_bwd_row(float *dp, float *dcp, const float *dhr, const float *dcr, const float *restrict gt,
+                                const float *restrict cr, const float *cp, int H, const struct tg_lstm_args *a)
 {
-	int H = c.cols;
-	for (int r = 0; r < c.rows; r++) {
-		const float *restrict gt = TG_ROW(gates, r), *restrict cr = TG_ROW(c, r);
-		const float *restrict dhr = a->has_dh ? TG_ROW(dh, r) : NULL, *restrict dcr = a->has_dc ? TG_ROW(dc, r) : NULL;
-		const float *restrict cp = a->has_c_prev ? TG_ROW(c_prev, r) : NULL;
-		float *restrict dp = a->want_pre ? TG_ROW(dpre, r) : NULL;
-		float *restrict dcp = a->want_dc_prev ? TG_ROW(dc_prev, r) : NULL;
-		for (int j = 0; j < H; j++) {
-			float i = gt[j], f = gt[H + j], g = gt[2 * H + j], o = gt[3 * H + j];
-			float tc = tg_tanhf(cr[j]);
-			float dhv = dhr ? dhr[j] : 0.0f;
-			float dct = dcr ? dcr[j] : 0.0f;
-			if (dhr)
-				dct += dhv * o * (1.0f - tc * tc);
-			float cpv = cp ? cp[j] : 0.0f;
-			float v0 = dct * g * i * (1.0f - i), v1 = dct * cpv * f * (1.0f - f);
-			float v2 = dct * i * (1.0f - g * g), v3 = dhv * tc * o * (1.0f - o);
-			if (!dp) {
-			} else if (a->acc_pre) {
-				dp[j] += v0;
-				dp[H + j] += v1;
-				dp[2 * H + j] += v2;
-				dp[3 * H + j] += v3;
-			} else {
-				dp[j] = v0;
-				dp[H + j] = v1;
-				dp[2 * H + j] = v2;
-				dp[3 * H + j] = v3;
+	static const float zeros[LSTM_CHUNK];
+	float v[4][LSTM_CHUNK], vc[LSTM_CHUNK];
+	for (int j0 = 0; j0 < H; j0 += LSTM_CHUNK) {
+		int n = H - j0 < LSTM_CHUNK ? H - j0 : LSTM_CHUNK;
+		const float *restrict dh = dhr ? dhr + j0 : zeros, *restrict dc = dcr ? dcr + j0 : zeros;
+		const float *restrict cpv = cp ? cp + j0 : zeros;
+		const float *restrict gi = gt + j0, *restrict gf = gt + H + j0, *restrict gg = gt + 2 * H + j0,
+		                      *restrict go = gt + 3 * H + j0, *restrict cc = cr + j0;
+		for (int j = 0; j < n; j++) {
+			float i = gi[j], f = gf[j], g = gg[j], o = go[j], tc = tg_tanhf(cc[j]);
+			float dct = dc[j] + dh[j] * o * (1.0f - tc * tc);
+			v[0][j] = dct * g * i * (1.0f - i);
+			v[1][j] = dct * cpv[j] * f * (1.0f - f);
+			v[2][j] = dct * i * (1.0f - g * g);
+			v[3][j] = dh[j] * tc * o * (1.0f - o);
+			vc[j] = dct * f;
+		}
+		if (dp)
+			for (int q = 0; q < 4; q++) {
+				float *restrict d = dp + q * H + j0;
+				if (a->acc_pre)
+					for (int j = 0; j < n; j++)
+						d[j] += v[q][j];
+				else
+					for (int j = 0; j < n; j++)
+						d[j] = v[q][j];
 			}
-			if (dcp)
-				dcp[j] = a->acc_c_prev ? dcp[j] + dct * f : dct * f;
+		if (dcp) {
+			float *restrict d = dcp + j0;
+			if (a->acc_c_prev)
+				for (int j = 0; j < n; j++)
+					d[j] += vc[j];
+			else
+				for (int j = 0; j < n; j++)
+					d[j] = vc[j];
 		}
 	}
 }
@@ -77,7 +91,10 @@ static TG_VEC void lstm_bwd_vec(tg_mat dpre, tg_mat dc_prev, tg_mat dh, tg_mat d
 void tg_lstm_bwd_cpu(tg_mat dpre, tg_mat dc_prev, tg_mat dh, tg_mat dc, tg_mat gates, tg_mat c, tg_mat c_prev,
                      const struct tg_lstm_args *a)
 {
-	lstm_bwd_vec(dpre, dc_prev, dh, dc, gates, c, c_prev, a);
+	for (int r = 0; r < c.rows; r++)
+		lstm_bwd_row(a->want_pre ? TG_ROW(dpre, r) : NULL, a->want_dc_prev ? TG_ROW(dc_prev, r) : NULL,
+		             a->has_dh ? TG_ROW(dh, r) : NULL, a->has_dc ? TG_ROW(dc, r) : NULL, TG_ROW(gates, r),
+		             TG_ROW(c, r), a->has_c_prev ? TG_ROW(c_prev, r) : NULL, c.cols, a);
 }
 
 TG_OP_WRAPPERS(tg_lstm_fwd, 5, struct tg_lstm_args)

@@ -21,7 +21,7 @@ void tg_pos_add_fwd_cpu(tg_mat out, tg_mat x, tg_mat pos, const struct tg_pos_ad
 	pos_add_vec(out, x, pos, a->T, a->row0);
 }
 
-void tg_pos_add_bwd_cpu(tg_mat dpos, tg_mat dout, const struct tg_pos_add_args *a)
+static TG_VEC void pos_add_bwd_vec(tg_mat dpos, tg_mat dout, const struct tg_pos_add_args *a)
 {
 	if (!a->accumulate) /* the positions this tile does not reach stay 0 */
 		for (int t = 0; t < dpos.rows; t++)
@@ -32,6 +32,11 @@ void tg_pos_add_bwd_cpu(tg_mat dpos, tg_mat dout, const struct tg_pos_add_args *
 		for (int c = 0; c < dout.cols; c++)
 			d[c] += g[c];
 	}
+}
+
+void tg_pos_add_bwd_cpu(tg_mat dpos, tg_mat dout, const struct tg_pos_add_args *a)
+{
+	pos_add_bwd_vec(dpos, dout, a);
 }
 
 TG_OP_WRAPPERS(tg_pos_add_fwd, 3, struct tg_pos_add_args)

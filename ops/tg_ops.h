@@ -52,4 +52,91 @@
 /* A row of a tg_mat. */
 #define TG_ROW(m, r) (TG_MF(m) + (size_t)(r) * (size_t)(m).ld)
 
+/* Row reductions that vectorise without -ffast-math and keep one summation order on every
+ * instruction set (the same bits from each clone): TG_LANES partial results, lane k taking
+ * the elements k, k + TG_LANES, ... (sums in double), then the lanes combined in order. GCC
+ * keeps a plain `s += x[j]` loop scalar (it may not reorder it); these lanes are independent,
+ * so they become vector registers. Use them inside TG_VEC functions. */
+#define TG_LANES 8
+/* inlined into the caller, so each of its clones gets its own instruction set */
+#define TG_INLINE static inline __attribute__((always_inline))
+TG_INLINE double tg_lanes_total(const double *acc)
+{
+	double s = 0;
+	for (int k = 0; k < TG_LANES; k++)
+		s += acc[k];
+	return s;
+}
+
+/* sum_j x[j] */
+TG_INLINE double tg_sum_row(const float *restrict x, int n)
+{
+	double acc[TG_LANES] = {0};
+	int j = 0;
+	for (; j + TG_LANES <= n; j += TG_LANES)
+		for (int k = 0; k < TG_LANES; k++)
+			acc[k] += x[j + k];
+	for (int k = 0; j < n; j++, k++)
+		acc[k] += x[j];
+	return tg_lanes_total(acc);
+}
+
+/* sum_j x[j] y[j] */
+TG_INLINE double tg_dot_row(const float *restrict x, const float *restrict y, int n)
+{
+	double acc[TG_LANES] = {0};
+	int j = 0;
+	for (; j + TG_LANES <= n; j += TG_LANES)
+		for (int k = 0; k < TG_LANES; k++)
+			acc[k] += (double)x[j + k] * y[j + k];
+	for (int k = 0; j < n; j++, k++)
+		acc[k] += (double)x[j] * y[j];
+	return tg_lanes_total(acc);
+}
+
+/* sum_j (x[j] - m)^2 */
+TG_INLINE double tg_sqdev_row(const float *restrict x, double m, int n)
+{
+	double acc[TG_LANES] = {0};
+	int j = 0;
+	for (; j + TG_LANES <= n; j += TG_LANES)
+		for (int k = 0; k < TG_LANES; k++)
+			acc[k] += ((double)x[j + k] - m) * ((double)x[j + k] - m);
+	for (int k = 0; j < n; j++, k++)
+		acc[k] += ((double)x[j] - m) * ((double)x[j] - m);
+	return tg_lanes_total(acc);
+}
+
+/* max_j x[j], n >= 1 (a NaN element is not taken: callers see it through the values
+ * themselves, e.g. exp(NaN - max) is NaN) */
+TG_INLINE float tg_max_row(const float *restrict x, int n)
+{
+	float acc[2 * TG_LANES];
+	for (int k = 0; k < 2 * TG_LANES; k++)
+		acc[k] = x[0];
+	int j = 0;
+	for (; j + 2 * TG_LANES <= n; j += 2 * TG_LANES)
+		for (int k = 0; k < 2 * TG_LANES; k++)
+			acc[k] = x[j + k] > acc[k] ? x[j + k] : acc[k];
+	for (int k = 0; j < n; j++, k++)
+		acc[k] = x[j] > acc[k] ? x[j] : acc[k];
+	float m = acc[0];
+	for (int k = 1; k < 2 * TG_LANES; k++)
+		m = acc[k] > m ? acc[k] : m;
+	return m;
+}
+
+/* softmax in place over the first n of cols columns, the rest set to 0 (a causal row) */
+TG_INLINE void tg_softmax_row(float *restrict o, int n, int cols)
+{
+	float m = tg_max_row(o, n);
+	for (int j = 0; j < n; j++)
+		o[j] = tg_expf(o[j] - m);
+	float inv = (float)(1.0 / tg_sum_row(o, n));
+	for (int j = 0; j < n; j++)
+		o[j] *= inv;
+	for (int j = n; j < cols; j++)
+		o[j] = 0.0f;
+}
+
 #endif /* TG_OPS_H */

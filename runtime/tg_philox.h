@@ -14,24 +14,35 @@
 #define TG_PHILOX_FN static inline
 #endif
 
+/* one round: two 32 x 32 -> 64-bit products, the words permuted, the key bumped */
+#define TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1)                               \
+	do {                                                                  \
+		uint64_t p0_ = (uint64_t)0xD2511F53u * (c0), p1_ = (uint64_t)0xCD9E8D57u * (c2); \
+		uint32_t n0_ = (uint32_t)(p1_ >> 32) ^ (c1) ^ (k0);           \
+		uint32_t n2_ = (uint32_t)(p0_ >> 32) ^ (c3) ^ (k1);           \
+		(c1) = (uint32_t)p1_;                                         \
+		(c3) = (uint32_t)p0_;                                         \
+		(c0) = n0_;                                                   \
+		(c2) = n2_;                                                   \
+		(k0) += 0x9E3779B9u;                                          \
+		(k1) += 0xBB67AE85u;                                          \
+	} while (0)
+
+/* The ten rounds written out (no loop, no array): loops that call it vectorise. */
 TG_PHILOX_FN void tg_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4])
 {
-	const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
-	const uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
 	uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
 	uint32_t k0 = key[0], k1 = key[1];
-	for (int round = 0; round < 10; round++) {
-		uint64_t p0 = (uint64_t)M0 * c0, p1 = (uint64_t)M1 * c2;
-		uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
-		uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
-		uint32_t n0 = hi1 ^ c1 ^ k0, n2 = hi0 ^ c3 ^ k1;
-		c0 = n0;
-		c1 = lo1;
-		c2 = n2;
-		c3 = lo0;
-		k0 += W0;
-		k1 += W1;
-	}
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
 	out[0] = c0;
 	out[1] = c1;
 	out[2] = c2;
@@ -43,11 +54,21 @@ TG_PHILOX_FN void tg_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2],
 TG_PHILOX_FN float tg_philox_uniform(uint64_t seed, uint64_t step, uint64_t i)
 {
 	uint64_t block = i >> 2;
-	uint32_t ctr[4] = {(uint32_t)block, (uint32_t)(block >> 32), (uint32_t)step, (uint32_t)(step >> 32)};
-	uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
-	uint32_t w[4];
-	tg_philox4x32_10(ctr, key, w);
-	return (float)(w[i & 3] >> 8) * 0x1p-24f;
+	uint32_t c0 = (uint32_t)block, c1 = (uint32_t)(block >> 32), c2 = (uint32_t)step, c3 = (uint32_t)(step >> 32);
+	uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	unsigned w = (unsigned)(i & 3);
+	uint32_t word = w == 0 ? c0 : w == 1 ? c1 : w == 2 ? c2 : c3;
+	return (float)(word >> 8) * 0x1p-24f;
 }
 
 #endif /* TG_PHILOX_H */
