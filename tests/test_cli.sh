@@ -37,6 +37,8 @@ expect 0 "^taskgrad [0-9]" --version
 expect 0 "--graph FILE" train --help
 expect 0 "^eager$" policies
 expect 0 "^matmul " ops
+expect 0 "^attention " ops
+expect 0 "^clip_grad_norm  clip" ops
 expect 2 "unknown command 'frobnicate'" frobnicate
 expect 2 "unknown option '--bogus'" --bogus
 expect 2 "unknown option '--bogus'" train --bogus

@@ -138,9 +138,14 @@ static int cmd_policies(void)
 
 static int cmd_ops(void)
 {
+	int width = 0;
+	for (int i = 0; i < tg_ops_builtin_count(); i++) {
+		int n = (int)strlen(tg_ops_builtin(i)->name);
+		width = n > width ? n : width;
+	}
 	for (int i = 0; i < tg_ops_builtin_count(); i++) {
 		const tg_op_desc *op = tg_ops_builtin(i);
-		printf("%-14s %s\n", op->name, op->doc ? op->doc : "");
+		printf("%-*s  %s\n", width, op->name, op->doc ? op->doc : "");
 	}
 	return 0;
 }
