@@ -11,25 +11,42 @@ rm -rf "$tmp" && mkdir -p "$tmp" || exit 99
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
-# expect CODE PATTERN ARGS...: exit code CODE and, for errors, exactly one line on stderr
-# that contains PATTERN; a success prints nothing on stderr.
+# expect CODE PATTERN [VAR=VALUE...] ARGS...: taskgrad ARGS, with the variables VAR=VALUE in
+# its environment only (passed through env, so that nothing leaks into this shell or later
+# runs), exits with CODE and, for errors, prints exactly one line on stderr that contains
+# PATTERN; a success prints nothing on stderr.
 expect() {
 	code=$1 pattern=$2
 	shift 2
-	"$tg" "$@" >"$tmp/out" 2>"$tmp/err"
+	label=$*
+	# rebuild the arguments as: VAR=VALUE... "$tg" ARGS..., for env
+	n=$# i=0 k=0 placed=
+	for a in "$@"; do
+		case $a in [A-Z_]*=*) [ $k = $i ] && k=$((k + 1)) ;; esac
+		i=$((i + 1))
+	done
+	i=0
+	for a in "$@"; do
+		[ $i = $k ] && set -- "$@" "$tg" && placed=1
+		set -- "$@" "$a"
+		i=$((i + 1))
+	done
+	[ -n "$placed" ] || set -- "$@" "$tg"
+	shift $n
+	env "$@" >"$tmp/out" 2>"$tmp/err"
 	rc=$?
 	if [ "$rc" != "$code" ]; then
-		fail "taskgrad $*: exit $rc, expected $code"; sed 's/^/    /' "$tmp/err"; return
+		fail "taskgrad $label: exit $rc, expected $code"; sed 's/^/    /' "$tmp/err"; return
 	fi
 	if [ "$code" != 0 ]; then
 		lines=$(wc -l < "$tmp/err")
-		[ "$lines" = 1 ] || { fail "taskgrad $*: $lines lines on stderr, expected one"; sed 's/^/    /' "$tmp/err"; }
-		grep -q -e "$pattern" "$tmp/err" || fail "taskgrad $*: stderr lacks '$pattern': $(cat "$tmp/err")"
+		[ "$lines" = 1 ] || { fail "taskgrad $label: $lines lines on stderr, expected one"; sed 's/^/    /' "$tmp/err"; }
+		grep -q -e "$pattern" "$tmp/err" || fail "taskgrad $label: stderr lacks '$pattern': $(cat "$tmp/err")"
 	else
-		[ ! -s "$tmp/err" ] || { fail "taskgrad $*: a success printed on stderr:"; sed 's/^/    /' "$tmp/err"; }
-		[ -z "$pattern" ] || grep -q -e "$pattern" "$tmp/out" || fail "taskgrad $*: stdout lacks '$pattern'"
+		[ ! -s "$tmp/err" ] || { fail "taskgrad $label: a success printed on stderr:"; sed 's/^/    /' "$tmp/err"; }
+		[ -z "$pattern" ] || grep -q -e "$pattern" "$tmp/out" || fail "taskgrad $label: stdout lacks '$pattern'"
 	fi
-	echo "ok: taskgrad $* -> $rc"
+	echo "ok: taskgrad $label -> $rc"
 }
 
 expect 0 "Usage: taskgrad COMMAND" --help
@@ -59,15 +76,17 @@ expect 2 "--seed: ' 1' is not a non-negative whole number" train --seed " 1"
 expect 2 "--steps: ' 5' is not a whole number" train --steps " 5"
 expect 2 "--momentum: must be in \[0, 1)" train --momentum 0.99999999999
 expect 2 "asked for 4096 CPU workers, but .* at most" train --ncpu 4096 --steps 5
-STARPU_NCPU=4096 expect 2 "STARPU_NCPU=4096 asks for 4096 CPU workers, but .* at most" train --steps 5
-STARPU_NCPU=abc expect 2 "STARPU_NCPU='abc' in the environment is not a whole number" train --steps 5
-STARPU_NCPU=-1 expect 2 "STARPU_NCPU=-1 in the environment must be between 0" train --steps 5
-STARPU_NCPUS=x expect 2 "STARPU_NCPUS='x'" train --steps 5
-STARPU_NCUDA=-3 expect 2 "STARPU_NCUDA=-3" train --steps 5
-STARPU_CALIBRATE=yes expect 2 "STARPU_CALIBRATE='yes'" train --steps 5
-STARPU_SCHED_ALPHA=fast expect 2 "STARPU_SCHED_ALPHA='fast' in the environment is not a finite number" train --steps 5
-STARPU_NCPU=1 STARPU_NCPUS=2 expect 2 "disagree" train --steps 5
-STARPU_NCPU=2 expect 2 "STARPU_NCPU=2 in the environment conflicts with the configured 1" train --steps 5 --ncpu 1
+expect 2 "STARPU_NCPU=4096 asks for 4096 CPU workers, but .* at most" STARPU_NCPU=4096 train --steps 5
+expect 2 "STARPU_NCPU='abc' in the environment is not a whole number" STARPU_NCPU=abc train --steps 5
+expect 2 "STARPU_NCPU=-1 in the environment must be between 0" STARPU_NCPU=-1 train --steps 5
+expect 2 "STARPU_NCPUS='x'" STARPU_NCPUS=x train --steps 5
+expect 2 "STARPU_NCUDA=-3" STARPU_NCUDA=-3 train --steps 5
+expect 2 "STARPU_CALIBRATE='yes'" STARPU_CALIBRATE=yes train --steps 5
+expect 2 "STARPU_SCHED_ALPHA='fast' in the environment is not a finite number" STARPU_SCHED_ALPHA=fast train --steps 5
+expect 2 "disagree" STARPU_NCPU=1 STARPU_NCPUS=2 train --steps 5
+expect 2 "STARPU_NCPU=2 in the environment conflicts with the configured 1" STARPU_NCPU=2 train --steps 5 --ncpu 1
+# a variable given to one run is not left set for the next ones
+[ -z "${STARPU_NCPU+set}${STARPU_NCPUS+set}" ] || fail "STARPU_NCPU or STARPU_NCPUS stayed set after the runs above"
 expect 2 "--graph-step: 10 is not one of the 10 steps" train --steps 10 --graph-step 10
 expect 2 "option '--graph' needs a value" train --graph
 expect 2 "--model: unknown model 'gpt'" train --model gpt
@@ -88,7 +107,7 @@ expect 2 "File name too long" train --graph "$tmp/$long.dot" --steps 5
 ln -s nothing "$tmp/dangling" || exit 99
 expect 2 "symbolic link to nothing" train --graph "$tmp/dangling" --steps 5
 expect 2 "graph: no output file name" train --graph "" --steps 5
-STARPU_SCHED=eager expect 2 "conflicts with STARPU_SCHED=eager" train --sched dmda --steps 5
+expect 2 "conflicts with STARPU_SCHED=eager" STARPU_SCHED=eager train --sched dmda --steps 5
 expect 2 "batch size 5000 is larger than the training set" train --batch 5000 --steps 5
 expect 1 "training diverged" train --lr 10000 --steps 300 -q
 
@@ -165,7 +184,7 @@ for h in "$tmp/a-file" ""; do
 	[ "$(wc -l < "$tmp/err")" = 1 ] && grep -q "note: no cache directory is writable" "$tmp/err" ||
 		{ fail "HOME='$h': expected one note on stderr:"; sed 's/^/    /' "$tmp/err"; }
 done
-STARPU_HOME="$tmp/a-file" expect 2 "STARPU_HOME=.*a-file cannot hold StarPU's performance models" train --steps 5
+expect 2 "STARPU_HOME=.*a-file cannot hold StarPU's performance models" STARPU_HOME="$tmp/a-file" train --steps 5
 
 # ---- Ctrl-C ends a run at once (env gives the background run the default SIGINT back)
 env --default-signal=INT "$tg" train --steps 100000000 -q >/dev/null 2>&1 &
