@@ -93,12 +93,15 @@ expect 2 "--model: unknown model 'gpt'" train --model gpt
 expect 2 "unknown scheduling policy 'nosuch'.*dmda" train --sched nosuch
 expect 2 "folder 'no-such-dir' does not exist" train --graph no-such-dir/step.dot
 expect 2 "'$tmp': it is a folder" train --graph "$tmp"
-# a device is never replaced: as root (who could replace /dev/null, were the check broken) one
-# of our own, a null device made here; else /dev/null itself
-dev=/dev/null
-[ "$(id -u)" = 0 ] && mknod "$tmp/null" c 1 3 2>/dev/null && dev=$tmp/null
-expect 2 "'$dev': it is a character device" train --graph "$dev" --steps 5
-[ -c "$dev" ] || fail "$dev is not a character device any more"
+# a device is never replaced. Only a device node of our own is offered (were the check broken,
+# a real one, /dev/null, could be replaced as root); where none can be made (not root, or no
+# right to make device nodes) the case is skipped.
+if mknod "$tmp/null" c 1 3 2>/dev/null && [ -c "$tmp/null" ]; then
+	expect 2 "'$tmp/null': it is a character device" train --graph "$tmp/null" --steps 5
+	[ -c "$tmp/null" ] || fail "$tmp/null is not a character device any more"
+else
+	echo "SKIP: a device as the graph file (no device node can be made here)"
+fi
 mkfifo "$tmp/fifo" || exit 99
 expect 2 "it is a FIFO" train --graph "$tmp/fifo" --steps 5
 expect 2 "the name ends in '/'" train --graph "$tmp/new.dot/" --steps 5

@@ -514,16 +514,17 @@ static void output_files_are_replaced_whole_or_not_at_all(void **unused)
 	assert_int_equal(st.st_mode & 0777, 0640);
 	assert_int_equal(leftovers(dir), 0);
 
-	/* not regular files: never replaced. A device: as root (who could replace /dev/null, if
-	 * the check were broken) one of our own, a null device made here; else /dev/null itself */
-	const char *device = "/dev/null";
-	if (geteuid() == 0 && mknod("tests/out-tmp/null", S_IFCHR | 0666, makedev(1, 3)) == 0)
-		device = "tests/out-tmp/null";
-	assert_int_equal(lstat(device, &st), 0);
-	assert_true(S_ISCHR(st.st_mode));
-	expect_error_code(tg_graph_dump_dot(g, device), TG_EIO, "character device");
-	assert_int_equal(lstat(device, &st), 0);
-	assert_true(S_ISCHR(st.st_mode));
+	/* not regular files: never replaced. A device: only a device node of our own (were the
+	 * check broken, a real one, /dev/null, could be replaced as root); where none can be made
+	 * (not root, or no right to make device nodes) that case is skipped */
+	const char *device = "tests/out-tmp/null";
+	if (mknod(device, S_IFCHR | 0666, makedev(1, 3)) == 0 && lstat(device, &st) == 0 && S_ISCHR(st.st_mode)) {
+		expect_error_code(tg_graph_dump_dot(g, device), TG_EIO, "character device");
+		assert_int_equal(lstat(device, &st), 0);
+		assert_true(S_ISCHR(st.st_mode));
+	} else {
+		printf("# SKIP: a device as the output file (no device node can be made here)\n");
+	}
 	assert_int_equal(mkfifo("tests/out-tmp/fifo", 0600), 0);
 	expect_error_code(tg_graph_dump_dot(g, "tests/out-tmp/fifo"), TG_EIO, "FIFO");
 	expect_error_code(tg_graph_dump_dot(g, "tests/out-tmp"), TG_EIO, "folder");
