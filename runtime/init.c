@@ -88,9 +88,9 @@ static int unknown_policy(const char *name, const char *where)
 }
 
 /* The worker count StarPU will be asked for, from the configuration (cfg >= 0) or from the
- * environment: *want is -1 when neither says, and *source names where it came from. A
- * configured count that the environment contradicts is an error (StarPU would silently take
- * the environment's). */
+ * environment: *want is -1 when neither says, and *source names where it came from (empty
+ * when neither says). A configured count that the environment contradicts is an error
+ * (StarPU would silently take the environment's). */
 static int worker_request(int configured, const char *var, const char *alt_var, const char *what, int *want,
                           char *source, size_t source_size)
 {
@@ -101,19 +101,22 @@ static int worker_request(int configured, const char *var, const char *alt_var, 
 	TG_CHECK(env < 0 || alt < 0 || env == alt, TG_EINVAL,
 	         "%s=%ld and %s=%ld in the environment disagree (StarPU would silently use %s); unset one", var, env,
 	         alt_var, alt, var);
-	if (env < 0) {
+	const char *from = var; /* the variable the count comes from, when it comes from one */
+	if (env < 0 && alt >= 0) {
 		env = alt;
-		var = alt_var;
+		from = alt_var;
 	}
 	TG_CHECK(configured < 0 || env < 0 || env == configured, TG_EINVAL,
 	         "%s=%ld in the environment conflicts with the configured %d %s workers "
 	         "(StarPU would silently use the environment); unset %s or configure %ld",
-	         var, env, configured, what, var, env);
+	         from, env, configured, what, from, env);
 	*want = configured >= 0 ? configured : (int)env;
 	if (configured >= 0)
 		snprintf(source, source_size, "asked for %d %s workers", configured, what);
+	else if (env >= 0)
+		snprintf(source, source_size, "%s=%ld asks for %ld %s workers", from, env, env, what);
 	else
-		snprintf(source, source_size, "%s=%ld asks for %ld %s workers", var, env, env, what);
+		source[0] = '\0';
 	return 0;
 }
 
@@ -152,7 +155,10 @@ int tg_init(const tg_config *user_cfg)
 	         "scheduling policy '%s' conflicts with STARPU_SCHED=%s in the environment "
 	         "(StarPU would silently run '%s'); unset STARPU_SCHED or ask for '%s'",
 	         cfg.sched, env, env, env);
-	const char *policy = cfg.sched ? cfg.sched : env ? env : "lws";
+	/* A copy: env points into the environment, which changes before StarPU starts. */
+	char policy[sizeof tg_rt.info.sched]; /* a valid name fits: StarPU's are short */
+	snprintf(policy, sizeof policy, "%s", cfg.sched ? cfg.sched : env ? env : "lws");
+	env = NULL;
 	TG_TRY(broken_policy(policy));
 
 	/* Worker counts: one rule for the configuration and the environment. A CPU worker is a
@@ -222,7 +228,7 @@ int tg_init(const tg_config *user_cfg)
 		return tg_error(TG_ESTARPU, "asked StarPU for policy '%s' but it runs '%s'", policy, running_name);
 	}
 
-	snprintf(info.sched, sizeof info.sched, "%s", policy);
+	memcpy(info.sched, policy, sizeof info.sched);
 	info.ncpu = got_cpu;
 	info.ncuda = got_cuda;
 	info.max_cpu_workers = max_cpu;
