@@ -120,6 +120,31 @@ static int worker_request(int configured, const char *var, const char *alt_var, 
 	return 0;
 }
 
+/* What in the environment keeps cores from StarPU's CPU workers (STARPU_RESERVE_NCPU, and
+ * STARPU_MAIN_THREAD_BIND, which reserves one more for the main thread), as a clause for a
+ * message; returns how many such variables are set (0: buf is ""). */
+static int reserved_cores(char *buf, size_t size)
+{
+	long reserve = -1, bind = -1;
+	buf[0] = '\0';
+	if (tg_env_whole_number("STARPU_RESERVE_NCPU", &reserve) < 0)
+		reserve = -1;
+	if (tg_env_whole_number("STARPU_MAIN_THREAD_BIND", &bind) < 0)
+		bind = -1;
+	if (reserve > 0 && bind > 0) {
+		snprintf(buf, size, "STARPU_RESERVE_NCPU=%ld and STARPU_MAIN_THREAD_BIND=%ld in the environment keep %ld cores "
+		         "from the workers", reserve, bind, reserve + 1);
+		return 2;
+	}
+	if (reserve > 0)
+		snprintf(buf, size, "STARPU_RESERVE_NCPU=%ld in the environment keeps %ld %s from the workers", reserve, reserve,
+		         reserve == 1 ? "core" : "cores");
+	else if (bind > 0)
+		snprintf(buf, size, "STARPU_MAIN_THREAD_BIND=%ld in the environment keeps a core from the workers (for the main "
+		         "thread)", bind);
+	return reserve > 0 || bind > 0;
+}
+
 /* Stop StarPU and give back what tg_init changed around it. */
 static void stop_starpu(void)
 {
@@ -201,8 +226,15 @@ int tg_init(const tg_config *user_cfg)
 	if (rc != 0) {
 		tg_signals_restore();
 		tg_env_restore();
-		TG_CHECK(rc != -ENODEV, TG_ENODEV, "StarPU found no worker to start (%d CPU, %d CUDA asked for)", want_cpu,
-		         want_cuda);
+		if (rc == -ENODEV) {
+			char reserved[256];
+			int nres = reserved_cores(reserved, sizeof reserved);
+			return tg_error(TG_ENODEV, "StarPU found no worker to start: %s, and %s%s%s; %s",
+			                want_cpu >= 0 ? cpu_source : "as many CPU workers as it finds (none)",
+			                want_cuda >= 0 ? cuda_source : "as many CUDA workers as it finds (none)",
+			                nres ? ", but " : "", reserved,
+			                nres > 1 ? "unset them" : nres ? "unset it" : "ask for at least one worker");
+		}
 		return tg_error(TG_ESTARPU, "starpu_init failed: %s", strerror(-rc));
 	}
 	tg_signals_started();
@@ -213,8 +245,12 @@ int tg_init(const tg_config *user_cfg)
 	got_cuda = (int)starpu_worker_get_count_by_type(STARPU_CUDA_WORKER);
 #endif
 	if (want_cpu >= 0 && got_cpu != want_cpu) {
+		char reserved[256];
+		int nres = reserved_cores(reserved, sizeof reserved);
 		stop_starpu();
-		return tg_error(TG_EINVAL, "%s but StarPU can start only %d on this machine", cpu_source, got_cpu);
+		return tg_error(TG_EINVAL, "%s but StarPU can start only %d on this machine%s%s%s", cpu_source, got_cpu,
+		                nres ? ": " : "", reserved,
+		                nres > 1 ? "; unset them or ask for fewer workers" : nres ? "; unset it or ask for fewer workers" : "");
 	}
 	if (want_cuda >= 0 && got_cuda != want_cuda) {
 		stop_starpu();

@@ -85,6 +85,9 @@ expect 2 "STARPU_CALIBRATE='yes'" STARPU_CALIBRATE=yes train --steps 5
 expect 2 "STARPU_SCHED_ALPHA='fast' in the environment is not a finite number" STARPU_SCHED_ALPHA=fast train --steps 5
 expect 2 "disagree" STARPU_NCPU=1 STARPU_NCPUS=2 train --steps 5
 expect 2 "STARPU_NCPU=2 in the environment conflicts with the configured 1" STARPU_NCPU=2 train --steps 5 --ncpu 1
+expect 2 "STARPU_RESERVE_NCPU=1 in the environment keeps 1 core" STARPU_RESERVE_NCPU=1 train --steps 5 --ncpu 1 --ncuda 0
+expect 2 "no worker to start: asked for 0 CPU workers" train --steps 5 --ncpu 0 --ncuda 0
+grep -q -e "-1\|(null)" "$tmp/err" && fail "--ncpu 0: the message names a count nobody asked for: $(cat "$tmp/err")"
 # a variable given to one run is not left set for the next ones
 [ -z "${STARPU_NCPU+set}${STARPU_NCPUS+set}" ] || fail "STARPU_NCPU or STARPU_NCPUS stayed set after the runs above"
 expect 2 "--graph-step: 10 is not one of the 10 steps" train --steps 10 --graph-step 10

@@ -179,6 +179,28 @@ static void worker_counts(void **unused)
 		assert_non_null(strstr(tg_last_error(), "STARPU_NCPUS="));
 		unsetenv("STARPU_NCPUS");
 	}
+	/* cores kept from the workers by the environment are named when they are why StarPU
+	 * starts fewer workers than asked for */
+	cfg.ncpu = max;
+	setenv("STARPU_RESERVE_NCPU", "1", 1);
+	int rc = tg_init(&cfg);
+	unsetenv("STARPU_RESERVE_NCPU");
+	if (rc == 0)
+		fail_msg("%d CPU workers with STARPU_RESERVE_NCPU=1 on a machine that has %d were accepted", max, max);
+	if (!strstr(tg_last_error(), "STARPU_RESERVE_NCPU=1"))
+		fail_msg("the message does not name STARPU_RESERVE_NCPU: %s", tg_last_error());
+	cfg.ncpu = -1;
+	/* no worker at all: what was asked for, without a made-up count */
+	cfg.ncpu = 0;
+	rc = tg_init(&cfg);
+	if (rc == 0) { /* CUDA workers only: a GPU and a CUDA-enabled StarPU */
+		TG_OK_OR_FAIL(tg_shutdown());
+	} else {
+		expect_error(rc, TG_ENODEV, "no worker to start: asked for 0 CPU workers");
+		if (strstr(tg_last_error(), "-1") || strstr(tg_last_error(), "(null)"))
+			fail_msg("the message names a count nobody asked for: %s", tg_last_error());
+	}
+	cfg.ncpu = -1;
 	setenv("STARPU_NCPU", "1", 1);
 	setenv("STARPU_NCPUS", "2", 1);
 	expect_error(tg_init(&cfg), TG_EINVAL, "disagree");
@@ -191,7 +213,7 @@ static void worker_counts(void **unused)
 	assert_false(tg_is_initialized());
 	cfg.ncpu = -1;
 	cfg.ncuda = 1;
-	int rc = tg_init(&cfg);
+	rc = tg_init(&cfg);
 	if (rc == 0) { /* a machine with a GPU and a CUDA-enabled StarPU */
 		TG_OK_OR_FAIL(tg_runtime_get_info(&info));
 		assert_int_equal(info.ncuda, 1);
@@ -964,6 +986,7 @@ static int stop_runtime(void **unused)
 	unsetenv("STARPU_NCPU");
 	unsetenv("STARPU_NCPUS");
 	unsetenv("STARPU_CATCH_SIGNALS");
+	unsetenv("STARPU_RESERVE_NCPU");
 	return 0;
 }
 #undef cmocka_unit_test
