@@ -13,6 +13,7 @@
  * and after starpu_shutdown it restores the environment and the signal dispositions. */
 #include "tg_internal.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -24,8 +25,9 @@
 
 /* ------------------------------------------------------------------ StarPU's variables */
 
-/* The variables StarPU 1.3.10 and 1.4.10 read as whole numbers (starpu_get_env_number:
- * abort on anything but digits, assertion failure on a negative value) ... */
+/* The variables StarPU 1.3.10 and 1.4.10 read as whole numbers (starpu_get_env_number: strtol,
+ * then an abort when text follows the number and an assertion failure on a negative value; an
+ * empty value reads as 0, leading blanks are skipped) ... */
 static const char *const int_vars[] = {
 	"STARPU_AUTOHETEROPRIO_FREEZE_GATHERING", "STARPU_AUTOHETEROPRIO_ORDERING_INTERVAL",
 	"STARPU_AUTOHETEROPRIO_PRINT_AFTER_ORDERING", "STARPU_AUTOHETEROPRIO_PRINT_DATA_ON_UPDATE",
@@ -70,7 +72,8 @@ static const char *const int_vars[] = {
 	"STARPU_WORKERS_NOBIND", "STARPU_WORKER_TREE",
 };
 
-/* ... and as numbers (starpu_get_env_float_default: abort on anything strtof leaves). */
+/* ... and as numbers (starpu_get_env_float_default: strtof, then an abort when text follows
+ * the number; "" reads as 0, "nan" and "inf" are taken as they are). */
 static const char *const float_vars[] = {
 	"STARPU_EXP_LEN_THRESHOLD", "STARPU_IDLE_POWER", "STARPU_SCHED_ALPHA", "STARPU_SCHED_BETA",
 	"STARPU_SCHED_GAMMA", "STARPU_WINDOW_TIME_SIZE",
@@ -78,6 +81,8 @@ static const char *const float_vars[] = {
 
 #define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
+/* taskgrad takes a plain number only (an optional sign, then digits: what StarPU reads as
+ * it is written), and says truthfully what StarPU would have made of anything else. */
 int tg_env_whole_number(const char *var, long *value)
 {
 	*value = -1;
@@ -87,13 +92,36 @@ int tg_env_whole_number(const char *var, long *value)
 	char *end;
 	errno = 0;
 	long v = strtol(s, &end, 10);
-	TG_CHECK(*s && end != s && *end == '\0' && errno != ERANGE && (*s == '-' || *s == '+' || (*s >= '0' && *s <= '9')),
-	         TG_EINVAL, "%s='%s' in the environment is not a whole number (StarPU would abort on it); "
-	         "fix or unset %s", var, s, var);
-	TG_CHECK(v >= 0 && v <= INT_MAX, TG_EINVAL,
-	         "%s=%s in the environment must be between 0 and %d (StarPU would abort on it); fix or unset %s", var, s,
+	const char *digits = *s == '+' || *s == '-' ? s + 1 : s;
+	TG_CHECK(*end == '\0', TG_EINVAL,
+	         "%s='%s' in the environment is not a whole number (StarPU would abort on it); fix or unset %s", var, s, var);
+	TG_CHECK(v >= 0, TG_EINVAL,
+	         "%s=%s in the environment must be between 0 and %d (StarPU aborts on a negative value); fix or unset %s",
+	         var, s, INT_MAX, var);
+	TG_CHECK(*digits >= '0' && *digits <= '9', TG_EINVAL,
+	         "%s='%s' in the environment is not a whole number (StarPU would read it as %ld); fix or unset %s", var, s,
+	         v, var);
+	TG_CHECK(errno != ERANGE && v <= INT_MAX, TG_EINVAL,
+	         "%s=%s in the environment must be between 0 and %d (StarPU would misread it); fix or unset %s", var, s,
 	         INT_MAX, var);
 	*value = v;
+	return 0;
+}
+
+/* A finite number, written plainly (see tg_env_whole_number); 0 when var is unset. */
+static int env_finite_number(const char *var)
+{
+	const char *s = getenv(var);
+	if (!s)
+		return 0;
+	char *end;
+	float f = strtof(s, &end);
+	TG_CHECK(*end == '\0', TG_EINVAL,
+	         "%s='%s' in the environment is not a number (StarPU would abort on it); fix or unset %s", var, s, var);
+	TG_CHECK(*s && !isspace((unsigned char)*s), TG_EINVAL,
+	         "%s='%s' in the environment is not a number (StarPU would read it as %g); fix or unset %s", var, s,
+	         (double)f, var);
+	TG_CHECK(isfinite(f), TG_EINVAL, "%s='%s' in the environment is not a finite number; fix or unset %s", var, s, var);
 	return 0;
 }
 
@@ -102,16 +130,8 @@ int tg_env_check_starpu_vars(void)
 	long v;
 	for (size_t i = 0; i < NELEMS(int_vars); i++)
 		TG_TRY(tg_env_whole_number(int_vars[i], &v));
-	for (size_t i = 0; i < NELEMS(float_vars); i++) {
-		const char *s = getenv(float_vars[i]);
-		if (!s)
-			continue;
-		char *end;
-		float f = strtof(s, &end);
-		TG_CHECK(*s && end != s && *end == '\0' && isfinite(f), TG_EINVAL,
-		         "%s='%s' in the environment is not a finite number (StarPU would abort on it); fix or unset %s",
-		         float_vars[i], s, float_vars[i]);
-	}
+	for (size_t i = 0; i < NELEMS(float_vars); i++)
+		TG_TRY(env_finite_number(float_vars[i]));
 	return 0;
 }
 

@@ -523,18 +523,34 @@ static void signal_dispositions_survive_cycles(void **unused)
 
 /* ------------------------------------------------------------------ the environment */
 
-/* Every number-valued StarPU variable that StarPU would abort on is an error naming it. */
+/* Every number-valued StarPU variable that StarPU would abort on, or read otherwise than it
+ * is written, is an error naming it, and the message says truthfully what StarPU would do. */
 static void starpu_variables_starpu_would_abort_on(void **unused)
 {
 	(void)unused;
 	static const struct {
-		const char *var, *value;
+		const char *var, *value, *why;
 	} bad[] = {
-		{"STARPU_NCPU", "abc"}, {"STARPU_NCPU", "-1"}, {"STARPU_NCPU", ""}, {"STARPU_NCPU", "1x"},
-		{"STARPU_NCPU", " 2"}, {"STARPU_NCPU", "99999999999999999999"}, {"STARPU_NCPU", "2147483648"},
-		{"STARPU_NCPUS", "two"}, {"STARPU_NCUDA", "-3"}, {"STARPU_NCUDA", "x"}, {"STARPU_CALIBRATE", "yes"},
-		{"STARPU_SILENT", "-1"}, {"STARPU_WATCHDOG_DELAY", "-5"}, {"STARPU_SCHED_ALPHA", "fast"},
-		{"STARPU_SCHED_BETA", "nan"}, {"STARPU_LIMIT_CPU_MEM", "1e9"},
+		{"STARPU_NCPU", "abc", "would abort"},
+		{"STARPU_NCPU", "-1", "aborts on a negative value"},
+		{"STARPU_NCPU", "", "would read it as 0"},
+		{"STARPU_NCPU", "1x", "would abort"},
+		{"STARPU_NCPU", " 2", "would read it as 2"},
+		{"STARPU_NCPU", " -2", "aborts on a negative value"},
+		{"STARPU_NCPU", "99999999999999999999", "misread"},
+		{"STARPU_NCPU", "2147483648", "misread"},
+		{"STARPU_NCPUS", "two", "would abort"},
+		{"STARPU_NCUDA", "-3", "negative"},
+		{"STARPU_NCUDA", "x", "would abort"},
+		{"STARPU_CALIBRATE", "yes", "would abort"},
+		{"STARPU_SILENT", "-1", "negative"},
+		{"STARPU_WATCHDOG_DELAY", "-5", "negative"},
+		{"STARPU_LIMIT_CPU_MEM", "1e9", "would abort"},
+		{"STARPU_SCHED_ALPHA", "fast", "would abort"},
+		{"STARPU_SCHED_ALPHA", "", "would read it as 0"},
+		{"STARPU_SCHED_ALPHA", " 1.5", "would read it as 1.5"},
+		{"STARPU_SCHED_BETA", "nan", "not a finite number"},
+		{"STARPU_SCHED_GAMMA", "1e99", "not a finite number"},
 	};
 	tg_config cfg;
 	tg_config_default(&cfg);
@@ -550,6 +566,12 @@ static void starpu_variables_starpu_would_abort_on(void **unused)
 		char needle[64];
 		snprintf(needle, sizeof needle, "%s=", bad[i].var);
 		expect_error(rc, TG_EINVAL, needle);
+		if (!strstr(tg_last_error(), bad[i].why))
+			fail_msg("%s='%s': the message does not say \"%s\": %s", bad[i].var, bad[i].value, bad[i].why,
+			         tg_last_error());
+		if (strstr(bad[i].why, "read it as") && strstr(tg_last_error(), "abort"))
+			fail_msg("%s='%s': StarPU does not abort on it, the message says it would: %s", bad[i].var,
+			         bad[i].value, tg_last_error());
 		assert_false(tg_is_initialized());
 	}
 	setenv("STARPU_NCPU", "+1", 1); /* what StarPU reads as 1 is fine */
