@@ -81,6 +81,8 @@ static const char *const float_vars[] = {
 
 #define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
+static int check_threads_per_core(void);
+
 /* taskgrad takes a plain number only (an optional sign, then digits: what StarPU reads as
  * it is written), and says truthfully what StarPU would have made of anything else. */
 int tg_env_whole_number(const char *var, long *value)
@@ -132,38 +134,63 @@ int tg_env_check_starpu_vars(void)
 		TG_TRY(tg_env_whole_number(int_vars[i], &v));
 	for (size_t i = 0; i < NELEMS(float_vars); i++)
 		TG_TRY(env_finite_number(float_vars[i]));
+	TG_TRY(check_threads_per_core());
 	return 0;
 }
 
 /* ------------------------------------------------------------------ the machine */
 
-int tg_machine_cores(void)
+/* Cores and hardware threads (PUs) as StarPU counts them: hwloc's objects of this machine, or
+ * of STARPU_HWLOC_INPUT when that names a topology file (StarPU loads it instead). */
+typedef struct machine {
+	int cores, pus;
+} machine;
+
+static machine machine_count(void)
 {
-	static int cores;
-	if (cores > 0)
-		return cores;
-	int n = 0;
+	static machine cached;
+	const char *input = getenv("STARPU_HWLOC_INPUT");
+	int use_input = input && input[0];
+	if (cached.cores > 0 && !use_input)
+		return cached;
+	machine m = {0, 0};
 #ifdef STARPU_HAVE_HWLOC
-	/* StarPU counts cores with hwloc (one worker per core by default); so do we. */
 	hwloc_topology_t topo;
 	if (hwloc_topology_init(&topo) == 0) {
+		if (use_input && hwloc_topology_set_xml(topo, input) < 0)
+			use_input = 0;
 #if HWLOC_API_VERSION >= 0x20000
 		hwloc_topology_set_io_types_filter(topo, HWLOC_TYPE_FILTER_KEEP_NONE);
 #endif
 		if (hwloc_topology_load(topo) == 0) {
-			n = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE);
-			if (n <= 0)
-				n = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PU);
+			m.pus = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PU);
+			m.cores = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE);
+			if (m.cores <= 0) /* StarPU, too, takes each PU for a core then */
+				m.cores = m.pus;
 		}
 		hwloc_topology_destroy(topo);
 	}
 #endif
-	if (n <= 0) {
+	if (m.cores <= 0 || m.pus <= 0) {
 		long k = sysconf(_SC_NPROCESSORS_ONLN);
-		n = k > 0 && k < INT_MAX ? (int)k : 1;
+		m.cores = m.pus = k > 0 && k < INT_MAX ? (int)k : 1;
 	}
-	cores = n;
-	return cores;
+	if (m.pus < m.cores)
+		m.pus = m.cores;
+	if (!use_input)
+		cached = m;
+	return m;
+}
+
+int tg_machine_cores(void)
+{
+	return machine_count().cores;
+}
+
+int tg_machine_threads_per_core(void)
+{
+	machine m = machine_count();
+	return m.pus / m.cores; /* as StarPU computes it */
 }
 
 int tg_env_max_cpu_workers(void)
@@ -173,6 +200,26 @@ int tg_env_max_cpu_workers(void)
 		per_core = 1;
 	long n = (long)tg_machine_cores() * per_core;
 	return n < STARPU_MAXCPUS ? (int)n : STARPU_MAXCPUS;
+}
+
+/* STARPU_NTHREADS_PER_CORE: StarPU asserts 1 <= n <= hardware threads per core (when it places
+ * the workers itself, i.e. without STARPU_WORKERS_CPUID/COREID). */
+static int check_threads_per_core(void)
+{
+	long n;
+	TG_TRY(tg_env_whole_number("STARPU_NTHREADS_PER_CORE", &n));
+	if (n < 0)
+		return 0;
+	int max = tg_machine_threads_per_core();
+	int placed = !getenv("STARPU_WORKERS_CPUID") && !getenv("STARPU_WORKERS_COREID");
+	if (n >= 1 && n <= max)
+		return 0;
+	char range[48];
+	snprintf(range, sizeof range, max == 1 ? "1" : "between 1 and %d", max);
+	return tg_error(TG_EINVAL,
+	                "STARPU_NTHREADS_PER_CORE=%ld in the environment must be %s (this machine has %d hardware thread%s per "
+	                "core%s); fix or unset STARPU_NTHREADS_PER_CORE",
+	                n, range, max, max == 1 ? "" : "s", placed ? "; StarPU would abort on it" : "");
 }
 
 /* ------------------------------------------------------------------ environment overrides */

@@ -83,6 +83,8 @@ expect 2 "STARPU_NCPUS='x'" STARPU_NCPUS=x train --steps 5
 expect 2 "STARPU_NCUDA=-3" STARPU_NCUDA=-3 train --steps 5
 expect 2 "STARPU_CALIBRATE='yes'" STARPU_CALIBRATE=yes train --steps 5
 expect 2 "STARPU_SCHED_ALPHA='fast' in the environment is not a number (StarPU would abort on it)" STARPU_SCHED_ALPHA=fast train --steps 5
+expect 2 "STARPU_NTHREADS_PER_CORE=0 in the environment must be" STARPU_NTHREADS_PER_CORE=0 train --steps 5
+expect 2 "STARPU_NTHREADS_PER_CORE=1024 in the environment must be" STARPU_NTHREADS_PER_CORE=1024 train --steps 5
 expect 2 "STARPU_NCPU='' in the environment is not a whole number (StarPU would read it as 0)" STARPU_NCPU= train --steps 5
 expect 2 "disagree" STARPU_NCPU=1 STARPU_NCPUS=2 train --steps 5
 expect 2 "STARPU_NCPU=2 in the environment conflicts with the configured 1" STARPU_NCPU=2 train --steps 5 --ncpu 1

@@ -551,6 +551,8 @@ static void starpu_variables_starpu_would_abort_on(void **unused)
 		{"STARPU_SCHED_ALPHA", " 1.5", "would read it as 1.5"},
 		{"STARPU_SCHED_BETA", "nan", "not a finite number"},
 		{"STARPU_SCHED_GAMMA", "1e99", "not a finite number"},
+		{"STARPU_NTHREADS_PER_CORE", "0", "hardware thread"},
+		{"STARPU_NTHREADS_PER_CORE", "1024", "hardware thread"},
 	};
 	tg_config cfg;
 	tg_config_default(&cfg);
