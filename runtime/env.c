@@ -77,11 +77,22 @@ static const char *const int_vars[] = {
 static const char *const float_vars[] = {
 	"STARPU_EXP_LEN_THRESHOLD", "STARPU_IDLE_POWER", "STARPU_SCHED_ALPHA", "STARPU_SCHED_BETA",
 	"STARPU_SCHED_GAMMA", "STARPU_WINDOW_TIME_SIZE",
+	/* the heteroprio policy's weights (1.4) */
+	"STARPU_HETEROPRIO_AURT_DOT_DIFF_10_NOD_OFFSET", "STARPU_HETEROPRIO_BEST_NODS_SCORE_EXP_SELECTIVITY",
+	"STARPU_HETEROPRIO_NOD_TIME_COMBINATION_EXP_SELECTIVITY", "STARPU_HETEROPRIO_NOD_TIME_COMBINATION_NOD_MULTIPLIER",
+	"STARPU_HETEROPRIO_URTS_TIME_COMBINATION_EXP_SELECTIVITY", "STARPU_HETEROPRIO_URTS_TIME_COMBINATION_NOD_MULTIPLIER",
+	"STARPU_HETEROPRIO_URT_2_ARCH_NEED_MULTIPLIER", "STARPU_HETEROPRIO_URT_2_URT_MULTIPLIER",
+	"STARPU_HETEROPRIO_URT_DOT_DIFF_10_ARCH_DIFF_OFFSET", "STARPU_HETEROPRIO_URT_DOT_DIFF_11_ARCH_DIFF_OFFSET",
+	"STARPU_HETEROPRIO_URT_DOT_DIFF_11_NOD_OFFSET", "STARPU_HETEROPRIO_URT_DOT_DIFF_2_ARCH_NEED_MULTIPLIER",
+	"STARPU_HETEROPRIO_URT_DOT_DIFF_3_ARCH_NEED_MULTIPLIER", "STARPU_HETEROPRIO_URT_DOT_DIFF_4_ARCH_NEED_MULTIPLIER",
+	"STARPU_HETEROPRIO_URT_DOT_DIFF_5_ARCH_DIFF_OFFSET", "STARPU_HETEROPRIO_URT_DOT_DIFF_5_NOD_OFFSET",
+	"STARPU_HETEROPRIO_URT_DOT_DIFF_9_ARCH_DIFF_OFFSET", "STARPU_HETEROPRIO_URT_DOT_DIFF_9_NOD_OFFSET",
+	"STARPU_HETEROPRIO_URT_URT_MULTIPLIER",
 };
 
 #define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
-static int check_threads_per_core(void);
+static int check_machine_vars(void);
 
 /* taskgrad takes a plain number only (an optional sign, then digits: what StarPU reads as
  * it is written), and says truthfully what StarPU would have made of anything else. */
@@ -127,6 +138,24 @@ static int env_finite_number(const char *var)
 	return 0;
 }
 
+/* STARPU_WATCHDOG_TIMEOUT, in microseconds, read with atoll: anything but a positive number
+ * is a timeout of 0 or less, and with STARPU_WATCHDOG_CRASH unset StarPU aborts the process
+ * as soon as a task is still running when it looks. */
+static int check_watchdog_timeout(void)
+{
+	const char *s = getenv("STARPU_WATCHDOG_TIMEOUT");
+	if (!s)
+		return 0;
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	TG_CHECK(*s >= '0' && *s <= '9' && *end == '\0' && errno != ERANGE && v > 0, TG_EINVAL,
+	         "STARPU_WATCHDOG_TIMEOUT='%s' in the environment is not a positive whole number of microseconds (StarPU "
+	         "would read it as %lld and could abort the run); fix or unset STARPU_WATCHDOG_TIMEOUT",
+	         s, v);
+	return 0;
+}
+
 int tg_env_check_starpu_vars(void)
 {
 	long v;
@@ -134,7 +163,8 @@ int tg_env_check_starpu_vars(void)
 		TG_TRY(tg_env_whole_number(int_vars[i], &v));
 	for (size_t i = 0; i < NELEMS(float_vars); i++)
 		TG_TRY(env_finite_number(float_vars[i]));
-	TG_TRY(check_threads_per_core());
+	TG_TRY(check_watchdog_timeout());
+	TG_TRY(check_machine_vars());
 	return 0;
 }
 
@@ -204,13 +234,13 @@ int tg_env_max_cpu_workers(void)
 
 /* STARPU_NTHREADS_PER_CORE: StarPU asserts 1 <= n <= hardware threads per core (when it places
  * the workers itself, i.e. without STARPU_WORKERS_CPUID/COREID). */
-static int check_threads_per_core(void)
+static int check_threads_per_core(const machine *m)
 {
 	long n;
 	TG_TRY(tg_env_whole_number("STARPU_NTHREADS_PER_CORE", &n));
 	if (n < 0)
 		return 0;
-	int max = tg_machine_threads_per_core();
+	int max = m->pus / m->cores;
 	int placed = !getenv("STARPU_WORKERS_CPUID") && !getenv("STARPU_WORKERS_COREID");
 	if (n >= 1 && n <= max)
 		return 0;
@@ -220,6 +250,102 @@ static int check_threads_per_core(void)
 	                "STARPU_NTHREADS_PER_CORE=%ld in the environment must be %s (this machine has %d hardware thread%s per "
 	                "core%s); fix or unset STARPU_NTHREADS_PER_CORE",
 	                n, range, max, max == 1 ? "" : "s", placed ? "; StarPU would abort on it" : "");
+}
+
+/* 1 when StarPU binds threads to CPUs (STARPU_WORKERS_NOBIND unset or 0). */
+static int starpu_binds(void)
+{
+	long nobind;
+	return tg_env_whole_number("STARPU_WORKERS_NOBIND", &nobind) == 0 && nobind <= 0;
+}
+
+/* STARPU_MAIN_THREAD_CPUID / _COREID: StarPU binds its main thread to that CPU (core * threads
+ * per core) and crashes when hwloc has no such CPU. */
+static int check_main_thread_cpu(const machine *m)
+{
+	long cpu, core;
+	TG_TRY(tg_env_whole_number("STARPU_MAIN_THREAD_CPUID", &cpu));
+	TG_TRY(tg_env_whole_number("STARPU_MAIN_THREAD_COREID", &core));
+	const char *crash = starpu_binds() ? "; StarPU would crash binding its main thread to it" : "";
+	TG_CHECK(cpu < m->pus, TG_EINVAL,
+	         "STARPU_MAIN_THREAD_CPUID=%ld in the environment names CPU %ld, which this machine does not have (its CPUs "
+	         "are 0 to %d%s); fix or unset STARPU_MAIN_THREAD_CPUID", cpu, cpu, m->pus - 1, crash);
+	TG_CHECK(core < 0 || (cpu < 0 && core * (m->pus / m->cores) < m->pus) || (cpu >= 0 && core < m->cores), TG_EINVAL,
+	         "STARPU_MAIN_THREAD_COREID=%ld in the environment names core %ld, which this machine does not have (its "
+	         "cores are 0 to %d%s); fix or unset STARPU_MAIN_THREAD_COREID", core, core, m->cores - 1,
+	         cpu < 0 ? crash : "");
+	return 0;
+}
+
+/* STARPU_WORKERS_CPUID / _COREID: CPU (core) numbers and ranges ("0 2 4-7", "1,3", "2-": to the
+ * last), separated by blanks or commas, as StarPU reads them with strtol. StarPU aborts on a
+ * list whose first entry is not a number, crashes on a negative one, ignores whatever follows
+ * something that is not a number, and wraps numbers beyond the machine's around. */
+static int check_cpu_list(const char *var, const char *what, int count)
+{
+	const char *s = getenv(var);
+	if (!s)
+		return 0;
+	const char *p = s;
+	int first = 1;
+	for (;;) {
+		while (isspace((unsigned char)*p))
+			p++;
+		if (!*p)
+			break;
+		if (!(*p >= '0' && *p <= '9')) {
+			const char *starpu = first ? (*p == '-' && p[1] >= '0' && p[1] <= '9' ? "StarPU would crash on it"
+			                                                                         : "StarPU would abort on it")
+			                           : "StarPU would ignore the rest";
+			return tg_error(TG_EINVAL,
+			                "%s='%s' in the environment is not a list of %s numbers (numbers or ranges such as 0-3, "
+			                "separated by blanks or commas) from '%s' on (%s); fix or unset %s",
+			                var, s, what, p, starpu, var);
+		}
+		long lo = 0, hi;
+		while (*p >= '0' && *p <= '9') {
+			lo = lo * 10 + (*p++ - '0');
+			if (lo > INT_MAX)
+				lo = INT_MAX;
+		}
+		hi = lo;
+		first = 0; /* StarPU has read an entry */
+		if (*p == '-') {
+			p++;
+			if (*p >= '0' && *p <= '9') {
+				hi = 0;
+				while (*p >= '0' && *p <= '9') {
+					hi = hi * 10 + (*p++ - '0');
+					if (hi > INT_MAX)
+						hi = INT_MAX;
+				}
+				TG_CHECK(hi >= lo, TG_EINVAL,
+				         "%s='%s' in the environment has a range that ends before it starts (%ld-%ld); fix or unset %s",
+				         var, s, lo, hi, var);
+			} else if (*p && *p != ',' && !isspace((unsigned char)*p)) {
+				continue; /* reported as text that is not a number */
+			}
+		}
+		TG_CHECK(hi < count, TG_EINVAL,
+		         "%s='%s' in the environment names %s %ld, which this machine does not have (its %ss are 0 to %d); "
+		         "fix or unset %s", var, s, what, hi, what, count - 1, var);
+		if (*p == ',')
+			p++;
+	}
+	TG_CHECK(!first, TG_EINVAL, "%s='%s' in the environment lists no %s (StarPU would abort on it); fix or unset %s",
+	         var, s, what, var);
+	return 0;
+}
+
+/* The variables whose valid values depend on the machine. */
+static int check_machine_vars(void)
+{
+	machine m = machine_count();
+	TG_TRY(check_threads_per_core(&m));
+	TG_TRY(check_main_thread_cpu(&m));
+	TG_TRY(check_cpu_list("STARPU_WORKERS_CPUID", "CPU", m.pus));
+	TG_TRY(check_cpu_list("STARPU_WORKERS_COREID", "core", m.cores));
+	return 0;
 }
 
 /* ------------------------------------------------------------------ environment overrides */

@@ -85,6 +85,9 @@ expect 2 "STARPU_CALIBRATE='yes'" STARPU_CALIBRATE=yes train --steps 5
 expect 2 "STARPU_SCHED_ALPHA='fast' in the environment is not a number (StarPU would abort on it)" STARPU_SCHED_ALPHA=fast train --steps 5
 expect 2 "STARPU_NTHREADS_PER_CORE=0 in the environment must be" STARPU_NTHREADS_PER_CORE=0 train --steps 5
 expect 2 "STARPU_NTHREADS_PER_CORE=1024 in the environment must be" STARPU_NTHREADS_PER_CORE=1024 train --steps 5
+expect 2 "STARPU_MAIN_THREAD_CPUID=2147483647 in the environment names CPU 2147483647, which this machine does not have" STARPU_MAIN_THREAD_CPUID=2147483647 train --steps 5
+expect 2 "STARPU_WORKERS_CPUID='abc' in the environment is not a list of CPU numbers" STARPU_WORKERS_CPUID=abc train --steps 5
+expect 2 "STARPU_WATCHDOG_TIMEOUT='abc' in the environment is not a positive whole number of microseconds" STARPU_WATCHDOG_TIMEOUT=abc train --steps 5
 expect 2 "STARPU_NCPU='' in the environment is not a whole number (StarPU would read it as 0)" STARPU_NCPU= train --steps 5
 expect 2 "disagree" STARPU_NCPU=1 STARPU_NCPUS=2 train --steps 5
 expect 2 "STARPU_NCPU=2 in the environment conflicts with the configured 1" STARPU_NCPU=2 train --steps 5 --ncpu 1

@@ -6,6 +6,7 @@
 #include "tg_test.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
@@ -553,6 +554,25 @@ static void starpu_variables_starpu_would_abort_on(void **unused)
 		{"STARPU_SCHED_GAMMA", "1e99", "not a finite number"},
 		{"STARPU_NTHREADS_PER_CORE", "0", "hardware thread"},
 		{"STARPU_NTHREADS_PER_CORE", "1024", "hardware thread"},
+		{"STARPU_MAIN_THREAD_CPUID", "2147483647", "does not have"},
+		{"STARPU_MAIN_THREAD_CPUID", "-1", "negative"},
+		{"STARPU_MAIN_THREAD_COREID", "2147483647", "does not have"},
+		{"STARPU_WORKERS_CPUID", "abc", "would abort"},
+		{"STARPU_WORKERS_CPUID", "-1", "would crash"},
+		{"STARPU_WORKERS_CPUID", "0x", "would ignore the rest"},
+		{"STARPU_WORKERS_CPUID", "0,,1", "would ignore the rest"},
+		{"STARPU_WORKERS_CPUID", "", "lists no CPU"},
+		{"STARPU_WORKERS_CPUID", " ", "lists no CPU"},
+		{"STARPU_WORKERS_CPUID", "0 2147483647", "does not have"},
+		{"STARPU_WORKERS_CPUID", "99999999999999999999", "does not have"},
+		{"STARPU_WORKERS_CPUID", "1-0", "ends before it starts"},
+		{"STARPU_WORKERS_COREID", "x", "would abort"},
+		{"STARPU_WATCHDOG_TIMEOUT", "abc", "microseconds"},
+		{"STARPU_WATCHDOG_TIMEOUT", "0", "microseconds"},
+		{"STARPU_WATCHDOG_TIMEOUT", "-5", "microseconds"},
+		{"STARPU_HETEROPRIO_URT_URT_MULTIPLIER", "x", "would abort"},
+		{"STARPU_HETEROPRIO_NOD_TIME_COMBINATION_NOD_MULTIPLIER", "nan", "not a finite number"},
+		{"STARPU_HETEROPRIO_AURT_DOT_DIFF_10_NOD_OFFSET", "1.3.1", "would abort"},
 	};
 	tg_config cfg;
 	tg_config_default(&cfg);
@@ -583,6 +603,25 @@ static void starpu_variables_starpu_would_abort_on(void **unused)
 	assert_int_equal(info.ncpu, 1);
 	TG_OK_OR_FAIL(tg_shutdown());
 	unsetenv("STARPU_NCPU");
+	/* and so are values this machine has */
+	static const struct {
+		const char *var, *value;
+	} good[] = {
+		{"STARPU_WORKERS_CPUID", "0"},    {"STARPU_WORKERS_CPUID", "0-"},      {"STARPU_WORKERS_CPUID", " 0, 0 "},
+		{"STARPU_WORKERS_COREID", "0-0"}, {"STARPU_MAIN_THREAD_CPUID", "0"}, {"STARPU_MAIN_THREAD_COREID", "0"},
+		{"STARPU_NTHREADS_PER_CORE", "1"}, {"STARPU_WATCHDOG_TIMEOUT", "100000000"},
+	};
+	cpu_set_t affinity; /* StarPU binds the main thread to STARPU_MAIN_THREAD_CPUID for good */
+	assert_int_equal(sched_getaffinity(0, sizeof affinity, &affinity), 0);
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		setenv(good[i].var, good[i].value, 1);
+		int rc = tg_init(&cfg);
+		unsetenv(good[i].var);
+		if (rc < 0)
+			fail_msg("%s='%s' was refused: %s", good[i].var, good[i].value, tg_last_error());
+		TG_OK_OR_FAIL(tg_shutdown());
+	}
+	assert_int_equal(sched_setaffinity(0, sizeof affinity, &affinity), 0);
 }
 
 /* The environment variables this test changes, saved and given back. */
