@@ -428,7 +428,31 @@ static int make_dirs(const char *path, char *why, size_t whysize)
 	return 0;
 }
 
-/* 0 if dir exists (made if needed) and a file can be created in it; else why. */
+/* A file can be created in dir; else why. */
+static int probe_dir(const char *dir, char *why, size_t whysize)
+{
+	char probe[PATH_MAX];
+	int n = snprintf(probe, sizeof probe, "%s/.taskgrad-probe.XXXXXX", dir);
+	if (n < 0 || (size_t)n >= sizeof probe) {
+		snprintf(why, whysize, "the name is too long");
+		return -1;
+	}
+	int fd = mkstemp(probe);
+	if (fd < 0) {
+		snprintf(why, whysize, "cannot write in '%s': %s", dir, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	unlink(probe);
+	return 0;
+}
+
+/* StarPU makes these folders in the performance-model folder (mkdir -p) and aborts when it
+ * cannot, or when one of them is not a folder; it writes files in the first two. */
+static const char *const starpu_subdirs[] = {TG_STARPU_CODELETS_DIR, "bus", "debug"};
+
+/* 0 if dir and StarPU's folders in it exist (made if needed) and files can be created where
+ * StarPU writes them; else why. */
 static int usable_dir(const char *dir, char *why, size_t whysize)
 {
 	if (strlen(dir) > PERFMODEL_DIR_MAX) {
@@ -437,15 +461,16 @@ static int usable_dir(const char *dir, char *why, size_t whysize)
 	}
 	if (make_dirs(dir, why, whysize) < 0)
 		return -1;
-	char probe[PATH_MAX];
-	snprintf(probe, sizeof probe, "%s/.taskgrad-probe.XXXXXX", dir);
-	int fd = mkstemp(probe);
-	if (fd < 0) {
-		snprintf(why, whysize, "cannot write in it: %s", strerror(errno));
-		return -1;
+	for (size_t i = 0; i < NELEMS(starpu_subdirs); i++) {
+		char sub[PATH_MAX];
+		int n = snprintf(sub, sizeof sub, "%s/%s", dir, starpu_subdirs[i]);
+		if (n < 0 || (size_t)n >= sizeof sub) {
+			snprintf(why, whysize, "the name is too long");
+			return -1;
+		}
+		if (make_dirs(sub, why, whysize) < 0 || (i < 2 && probe_dir(sub, why, whysize) < 0))
+			return -1;
 	}
-	close(fd);
-	unlink(probe);
 	return 0;
 }
 

@@ -17,6 +17,11 @@
 #error "taskgrad supports StarPU 1.3 and 1.4"
 #endif
 
+/* StarPU's performance-model folder holds codelets/N/ (history models; N is its internal
+ * _STARPU_PERFMODEL_VERSION, src/core/perfmodel/perfmodel.h), bus/ (bus calibration) and
+ * debug/: N is 45 in StarPU 1.3.10 and in 1.4.10. */
+#define TG_STARPU_CODELETS_DIR "codelets/45"
+
 /* starpu_free is deprecated in 1.4; starpu_free_flags exists in both. */
 static inline void tg_starpu_free(void *p, size_t size)
 {

@@ -197,6 +197,16 @@ for h in "$tmp/a-file" ""; do
 		{ fail "HOME='$h': expected one note on stderr:"; sed 's/^/    /' "$tmp/err"; }
 done
 expect 2 "STARPU_HOME=.*a-file cannot hold StarPU's performance models" STARPU_HOME="$tmp/a-file" train --steps 5
+# StarPU's own folders in the cache (codelets/NN, bus, debug): one that is a file, which
+# StarPU would abort on, also means a temporary folder; in the user's own folder, an error
+version=$(cd "$home/.cache/taskgrad" && ls -d starpu-*)
+mkdir -p "$tmp/home3/.cache/taskgrad/$version" && : > "$tmp/home3/.cache/taskgrad/$version/codelets" || exit 99
+run_in_home "$tmp/home3" train --steps 5 -q
+[ "$?" = 0 ] && [ "$(wc -l < "$tmp/err")" = 1 ] && grep -q "note: no cache directory is writable" "$tmp/err" ||
+	{ fail "a cache whose codelets folder is a file: expected one note on stderr:"; sed 's/^/    /' "$tmp/err"; }
+mkdir -p "$tmp/pm" && : > "$tmp/pm/bus" || exit 99
+expect 2 "STARPU_PERF_MODEL_DIR=.*pm cannot hold StarPU's performance models: '.*pm/bus' is not a directory" \
+	STARPU_PERF_MODEL_DIR="$tmp/pm" train --steps 5
 
 # ---- Ctrl-C ends a run at once (env gives the background run the default SIGINT back)
 env --default-signal=INT "$tg" train --steps 100000000 -q >/dev/null 2>&1 &

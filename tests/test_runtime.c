@@ -764,6 +764,47 @@ static void perfmodels_go_where_they_can_be_written(void **unused)
 	assert_string_equal(getenv("STARPU_PERF_MODEL_DIR"), want);
 	setenv("STARPU_PERF_MODEL_DIR", file, 1);
 	expect_error(tg_init(&cfg), TG_EINVAL, "STARPU_PERF_MODEL_DIR=");
+	unsetenv("STARPU_PERF_MODEL_DIR");
+
+	/* StarPU makes codelets/NN, bus and debug in the folder and aborts when one is a file:
+	 * refused for the user's folders, a temporary folder instead of taskgrad's cache */
+	static const char *const subs[] = {"codelets", "bus", "debug"};
+	for (int i = 0; i < 3; i++) {
+		char dir[PATH_MAX + 32], sub[PATH_MAX + 128], cmd[4 * PATH_MAX];
+		snprintf(dir, sizeof dir, "%s/pm-%s", base, subs[i]);
+		snprintf(cmd, sizeof cmd, "mkdir -p '%s' && touch '%s/%s'", dir, dir, subs[i]);
+		assert_int_equal(system(cmd), 0);
+		setenv("STARPU_PERF_MODEL_DIR", dir, 1);
+		expect_error(tg_init(&cfg), TG_EINVAL, "STARPU_PERF_MODEL_DIR=");
+		snprintf(sub, sizeof sub, "'%s/%s' is not a directory", dir, subs[i]);
+		if (!strstr(tg_last_error(), sub))
+			fail_msg("the message does not say %s: %s", sub, tg_last_error());
+		unsetenv("STARPU_PERF_MODEL_DIR");
+
+		snprintf(dir, sizeof dir, "%s/sh-%s", base, subs[i]);
+		snprintf(cmd, sizeof cmd, "mkdir -p '%s/.starpu/sampling' && touch '%s/.starpu/sampling/%s'", dir, dir, subs[i]);
+		assert_int_equal(system(cmd), 0);
+		setenv("STARPU_HOME", dir, 1);
+		expect_error(tg_init(&cfg), TG_EINVAL, "STARPU_HOME=");
+		if (!strstr(tg_last_error(), subs[i]))
+			fail_msg("the message does not name %s: %s", subs[i], tg_last_error());
+		unsetenv("STARPU_HOME");
+
+		snprintf(dir, sizeof dir, "%s/h-%s", base, subs[i]);
+		snprintf(cmd, sizeof cmd, "mkdir -p '%s/.cache/taskgrad/%s' && touch '%s/.cache/taskgrad/%s/%s'", dir, version,
+		         dir, version, subs[i]);
+		assert_int_equal(system(cmd), 0);
+		setenv("HOME", dir, 1);
+		init_expect_perfmodel_dir(NULL, 1);
+	}
+	/* the codelets' own folder, codelets/NN, as a file */
+	char cmd[4 * PATH_MAX];
+	snprintf(cmd, sizeof cmd, "cd '%s/pm-codelets' && rm codelets && mkdir codelets && touch codelets/"
+	         "$(ls '%s/.cache/taskgrad/%s/codelets')", base, home, version);
+	assert_int_equal(system(cmd), 0);
+	snprintf(want, sizeof want, "%s/pm-codelets", base);
+	setenv("STARPU_PERF_MODEL_DIR", want, 1);
+	expect_error(tg_init(&cfg), TG_EINVAL, "is not a directory");
 	env_give_back();
 }
 
