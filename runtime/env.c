@@ -396,8 +396,78 @@ void tg_env_restore(void)
 
 /* ------------------------------------------------------------------ performance models */
 
-/* StarPU keeps its directory names in 256-byte buffers, with "codelets/NN/" appended. */
-#define PERFMODEL_DIR_MAX 200
+/* How long the folder's name may be. StarPU builds its file names in 256-byte buffers and
+ * silently cuts longer ones (two bus files then share one name, and StarPU aborts reading the
+ * wrong one at the next start):
+ *   DIR//bus/HOST.platform.v4.xml    HOST: at most 63 characters of STARPU_HOSTNAME (1.4: or
+ *                                    of this process's entry of STARPU_MPI_HOSTNAMES), else the
+ *                                    host name up to its first dot, at most 64
+ *   DIR//codelets/45//SYMBOL.HOST    HOST: the same, but up to 254 characters of STARPU_HOSTNAME;
+ *                                    SYMBOL: a codelet's performance model, at most
+ *                                    TG_PERFMODEL_SYMBOL_MAX (tg_submit checks)
+ * (1.3 writes the doubled slashes; 1.4 one character less each). */
+#define STARPU_PATH_MAX 255
+#define BUS_NAME_EXTRA 22      /* "//bus/" "." "platform.v4.xml" */
+#define CODELET_NAME_EXTRA 16  /* "//codelets/45//" "." */
+
+/* The longest folder name whose StarPU file names fit, and where the host name in them comes
+ * from (a variable, or "the host name"), with its length. */
+typedef struct perfmodel_room {
+	int dir_max;
+	const char *host_from;
+	int host_len;
+} perfmodel_room;
+
+static perfmodel_room perfmodel_room_now(void)
+{
+	perfmodel_room r;
+	const char *mpi = STARPU_MINOR_VERSION >= 4 ? getenv("STARPU_MPI_HOSTNAMES") : NULL;
+	const char *forced = getenv("STARPU_HOSTNAME");
+	int bus_host, codelet_host;
+	if (mpi && mpi[0]) {
+		/* without StarPU-MPI, the process is rank 0: the first name */
+		mpi += strspn(mpi, " ");
+		r.host_len = (int)strcspn(mpi, " ");
+		r.host_from = "STARPU_MPI_HOSTNAMES";
+		bus_host = r.host_len < 63 ? r.host_len : 63;
+		codelet_host = r.host_len < 254 ? r.host_len : 254;
+	} else if (forced && forced[0]) {
+		size_t n = strlen(forced);
+		r.host_len = n < 4096 ? (int)n : 4096;
+		r.host_from = "STARPU_HOSTNAME";
+		bus_host = r.host_len < 63 ? r.host_len : 63;
+		codelet_host = r.host_len < 254 ? r.host_len : 254;
+	} else {
+		char host[256] = "";
+		if (gethostname(host, sizeof host - 1) != 0)
+			host[0] = '\0';
+		host[sizeof host - 1] = '\0';
+		r.host_len = (int)strcspn(host, ".");
+		r.host_from = "the host name";
+		bus_host = r.host_len < 64 ? r.host_len : 64;
+		codelet_host = r.host_len;
+	}
+	int bus = STARPU_PATH_MAX - BUS_NAME_EXTRA - bus_host;
+	int codelet = STARPU_PATH_MAX - CODELET_NAME_EXTRA - TG_PERFMODEL_SYMBOL_MAX - codelet_host;
+	r.dir_max = bus < codelet ? bus : codelet;
+	return r;
+}
+
+/* Why a folder name is too long for StarPU's file names (see perfmodel_room). */
+static void too_long(const perfmodel_room *r, char *why, size_t whysize)
+{
+	if (r->dir_max < 2) {
+		snprintf(why, whysize, "%s is %d characters long, too long for StarPU's file names, which hold it (they must fit "
+		         "in %d characters whatever the folder); use a shorter %s", r->host_from, r->host_len, STARPU_PATH_MAX,
+		         strcmp(r->host_from, "the host name") ? "one" : "STARPU_HOSTNAME");
+		return;
+	}
+	snprintf(why, whysize,
+	         "its name is longer than the %d characters that leave room for StarPU's file names in it (they hold %s, "
+	         "%d characters, and must fit in %d); use a shorter folder name%s",
+	         r->dir_max, r->host_from, r->host_len, STARPU_PATH_MAX,
+	         strcmp(r->host_from, "the host name") ? " or a shorter host name" : "");
+}
 
 /* mkdir -p, mode 0700 for what it creates. */
 static int make_dirs(const char *path, char *why, size_t whysize)
@@ -455,8 +525,9 @@ static const char *const starpu_subdirs[] = {TG_STARPU_CODELETS_DIR, "bus", "deb
  * StarPU writes them; else why. */
 static int usable_dir(const char *dir, char *why, size_t whysize)
 {
-	if (strlen(dir) > PERFMODEL_DIR_MAX) {
-		snprintf(why, whysize, "the name is longer than the %d characters StarPU accepts", PERFMODEL_DIR_MAX);
+	perfmodel_room room = perfmodel_room_now();
+	if (strlen(dir) > (size_t)(room.dir_max > 0 ? room.dir_max : 0)) {
+		too_long(&room, why, whysize);
 		return -1;
 	}
 	if (make_dirs(dir, why, whysize) < 0)
@@ -503,12 +574,23 @@ static int pick_perfmodel_dir(tg_runtime_info *info)
 			snprintf(dir, sizeof dir, "%s/.cache/taskgrad/starpu-%d.%d", home, STARPU_MAJOR_VERSION,
 			         STARPU_MINOR_VERSION);
 		if (!dir[0] || usable_dir(dir, why, sizeof why) < 0) {
+			/* a temporary folder: $TMPDIR/taskgrad-starpu-XXXXXX, else /tmp/taskgrad-starpu-XXXXXX
+			 * (its name short enough for StarPU's file names) */
+			const char *tmp = getenv("TMPDIR"), *shortest = "/tmp/taskgrad-starpu-XXXXXX";
+			perfmodel_room room = perfmodel_room_now();
+			size_t fit = room.dir_max > 0 ? (size_t)room.dir_max : 0;
+			if (strlen(shortest) > fit) {
+				too_long(&room, why, sizeof why);
+				return tg_error(TG_EINVAL, "no folder can hold StarPU's performance models (not even %s): %s",
+				                shortest, why);
+			}
+			if (temp_dir[0] && strlen(temp_dir) > fit)
+				temp_dir[0] = '\0'; /* made for a shorter host name */
 			if (!temp_dir[0]) {
-				const char *tmp = getenv("TMPDIR");
 				char tmpl[PATH_MAX];
 				snprintf(tmpl, sizeof tmpl, "%s/taskgrad-starpu-XXXXXX", tmp && tmp[0] == '/' ? tmp : "/tmp");
-				if (strlen(tmpl) > PERFMODEL_DIR_MAX)
-					snprintf(tmpl, sizeof tmpl, "/tmp/taskgrad-starpu-XXXXXX");
+				if (strlen(tmpl) > fit)
+					snprintf(tmpl, sizeof tmpl, "%s", shortest);
 				TG_CHECK(mkdtemp(tmpl), TG_EIO,
 				         "no directory can hold StarPU's performance models (not in $XDG_CACHE_HOME, $HOME or "
 				         "$TMPDIR: %s); set STARPU_HOME to a writable directory", strerror(errno));

@@ -66,6 +66,9 @@ static int check_task(const tg_task_spec *s)
 	TG_TRY(check_operands(s));
 	const char *name = spec_name(s);
 	TG_CHECK(s->cl, TG_EINVAL, "%s: no codelet", name);
+	TG_CHECK(!s->cl->model || !s->cl->model->symbol || strlen(s->cl->model->symbol) <= TG_PERFMODEL_SYMBOL_MAX,
+	         TG_EINVAL, "%s: the performance model's symbol '%s' is longer than %d characters (StarPU's file names "
+	         "would not fit)", name, s->cl->model->symbol, TG_PERFMODEL_SYMBOL_MAX);
 	TG_CHECK(s->cl->nbuffers == STARPU_VARIABLE_NBUFFERS, TG_EINVAL,
 	         "%s: the codelet must declare nbuffers = STARPU_VARIABLE_NBUFFERS", name);
 	TG_CHECK(s->scratch_bytes <= ((size_t)1 << 31), TG_EINVAL, "%s: scratch of %zu bytes is too large", name, s->scratch_bytes);

@@ -54,6 +54,10 @@ extern tg_runtime tg_rt;
 
 int tg_require_init(const char *what);
 
+/* The longest performance-model symbol of a codelet (StarPU names its model files after it,
+ * in buffers that env.c leaves room in for this many characters). */
+#define TG_PERFMODEL_SYMBOL_MAX 40
+
 /* env.c: the environment around StarPU (see the comment at its top). */
 /* *value = the whole number in variable var (-1 if unset); an error if it is malformed,
  * negative or beyond an int. */

@@ -208,6 +208,15 @@ mkdir -p "$tmp/pm" && : > "$tmp/pm/bus" || exit 99
 expect 2 "STARPU_PERF_MODEL_DIR=.*pm cannot hold StarPU's performance models: '.*pm/bus' is not a directory" \
 	STARPU_PERF_MODEL_DIR="$tmp/pm" train --steps 5
 
+# StarPU's file names hold the host name and must fit in 255 characters
+host63=$(printf '%063d' 0)
+if [ ${#tmp} -lt 170 ]; then
+	pmdir=$tmp/$(printf '%0*d' $((179 - ${#tmp})) 0)
+	expect 2 "STARPU_PERF_MODEL_DIR=.* cannot hold StarPU's performance models: its name is longer than the .*STARPU_HOSTNAME, 63 characters" \
+		STARPU_HOSTNAME="$host63" STARPU_PERF_MODEL_DIR="$pmdir" train --steps 5
+fi
+expect 2 "STARPU_HOSTNAME is 250 characters long" STARPU_HOSTNAME="$(printf '%0250d' 0)" train --steps 5
+
 # ---- Ctrl-C ends a run at once (env gives the background run the default SIGINT back)
 env --default-signal=INT "$tg" train --steps 100000000 -q >/dev/null 2>&1 &
 pid=$!

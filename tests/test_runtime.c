@@ -5,6 +5,8 @@
  */
 #include "tg_test.h"
 
+#include <taskgrad_op.h>
+
 #include <errno.h>
 #include <sched.h>
 #include <fcntl.h>
@@ -625,8 +627,8 @@ static void starpu_variables_starpu_would_abort_on(void **unused)
 }
 
 /* The environment variables this test changes, saved and given back. */
-static const char *const saved_vars[] = {"HOME", "XDG_CACHE_HOME", "STARPU_HOME", "STARPU_PERF_MODEL_DIR",
-                                         "STARPU_SILENT", "TMPDIR"};
+static const char *const saved_vars[] = {"HOME",          "XDG_CACHE_HOME", "STARPU_HOME", "STARPU_PERF_MODEL_DIR",
+                                         "STARPU_SILENT", "TMPDIR",         "STARPU_HOSTNAME"};
 #define NSAVED (sizeof saved_vars / sizeof saved_vars[0])
 static char *saved_values[NSAVED];
 
@@ -797,6 +799,43 @@ static void perfmodels_go_where_they_can_be_written(void **unused)
 		setenv("HOME", dir, 1);
 		init_expect_perfmodel_dir(NULL, 1);
 	}
+	/* StarPU's file names hold the host name (STARPU_HOSTNAME when set) and must fit in 255
+	 * characters: a folder name too long for them is refused (the user's) or replaced by a
+	 * temporary folder (taskgrad's cache); one just short enough works, again and again */
+	char host[64], longdir[PATH_MAX];
+	memset(host, 'h', 63);
+	host[63] = '\0';
+	setenv("STARPU_HOSTNAME", host, 1);
+	size_t baselen = strlen(base) + 1;
+	assert_true(baselen < 150);
+	memset(longdir, 'p', 180);
+	memcpy(longdir, base, baselen - 1);
+	longdir[baselen - 1] = '/';
+	longdir[180] = '\0';
+	setenv("STARPU_PERF_MODEL_DIR", longdir, 1);
+	expect_error(tg_init(&cfg), TG_EINVAL, "STARPU_HOSTNAME, 63 characters");
+	int max = 0;
+	const char *at = strstr(tg_last_error(), "longer than the ");
+	assert_non_null(at);
+	assert_int_equal(sscanf(at, "longer than the %d", &max), 1);
+	assert_true(max > (int)baselen && max < 180);
+	longdir[max] = '\0'; /* the longest that works */
+	setenv("STARPU_PERF_MODEL_DIR", longdir, 1);
+	init_expect_perfmodel_dir(longdir, 0);
+	init_expect_perfmodel_dir(longdir, 0); /* StarPU reads its bus calibration back */
+	unsetenv("STARPU_PERF_MODEL_DIR");
+	longdir[max] = 'p';
+	longdir[180] = '\0';
+	setenv("HOME", longdir, 1);
+	init_expect_perfmodel_dir(NULL, 1);
+	char huge[256];
+	memset(huge, 'h', 250);
+	huge[250] = '\0';
+	setenv("STARPU_HOSTNAME", huge, 1);
+	expect_error(tg_init(&cfg), TG_EINVAL, "STARPU_HOSTNAME is 250 characters long");
+	unsetenv("STARPU_HOSTNAME");
+	setenv("HOME", home, 1);
+
 	/* the codelets' own folder, codelets/NN, as a file */
 	char cmd[4 * PATH_MAX];
 	snprintf(cmd, sizeof cmd, "cd '%s/pm-codelets' && rm codelets && mkdir codelets && touch codelets/"
@@ -1059,6 +1098,18 @@ static void op_errors_before_submission(void **unused)
 	TG_OK_OR_FAIL(tg_sgd(a, NULL, &(tg_sgd_params){0.1f, 0, 0}));
 	assert_int_equal(tg_tape_num_nodes(), 0);
 
+	/* a codelet whose performance model's name would not fit in StarPU's file names */
+	static struct starpu_perfmodel long_model = {
+		.type = STARPU_HISTORY_BASED, .symbol = "a_performance_model_symbol_of_43_characters"};
+	assert_int_equal(strlen(long_model.symbol), 43);
+	static struct starpu_codelet long_cl = {.cpu_funcs = {NULL}, .nbuffers = STARPU_VARIABLE_NBUFFERS,
+	                                        .model = &long_model, .name = "long"};
+	static const tg_op_desc long_op = {.name = "long", .kind = TG_KIND_ELEMENTWISE};
+	tg_task_spec spec = {.op = &long_op, .cl = &long_cl, .phase = TG_PHASE_FWD, .n = 2, .t = {out, a},
+	                     .mode = {TG_W, TG_R}};
+	expect_error(tg_submit(&spec), TG_EINVAL, "a_performance_model_symbol_of_43_characters");
+	assert_int_equal(tg_tape_num_nodes(), 0);
+
 	tg_tensor *ts[] = {a, b, out, loss, logits, ft, it, bias};
 	for (int i = 0; i < 8; i++)
 		tg_tensor_free(ts[i]);
@@ -1091,6 +1142,8 @@ static int stop_runtime(void **unused)
 	unsetenv("STARPU_NCPUS");
 	unsetenv("STARPU_CATCH_SIGNALS");
 	unsetenv("STARPU_RESERVE_NCPU");
+	unsetenv("STARPU_HOSTNAME");
+	unsetenv("STARPU_PERF_MODEL_DIR");
 	return 0;
 }
 #undef cmocka_unit_test
