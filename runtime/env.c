@@ -14,7 +14,9 @@
 #include "tg_internal.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -378,8 +380,11 @@ static int env_override_set(env_override *o, const char *value)
 	return 0;
 }
 
+static void remove_temp_dir(void);
+
 void tg_env_restore(void)
 {
+	remove_temp_dir();
 	for (size_t i = 0; i < NELEMS(overrides); i++) {
 		env_override *o = &overrides[i];
 		if (!o->active)
@@ -545,8 +550,77 @@ static int usable_dir(const char *dir, char *why, size_t whysize)
 	return 0;
 }
 
-/* A temporary directory made once per process, when nothing else can be written. */
+/* The temporary folder of the running runtime, when nothing else can be written: made by
+ * pick_perfmodel_dir, removed with what StarPU put in it by tg_env_restore (after
+ * starpu_shutdown). Its device and inode tell it from anything put in its place since. */
 static char temp_dir[PATH_MAX];
+static dev_t temp_dev;
+static ino_t temp_ino;
+
+/* Remove what is in the folder open as fd: never following a link (a link is removed, not what
+ * it names) and never leaving the folder's file system. */
+static void empty_dir(int fd, dev_t dev, int depth)
+{
+	int fd2 = dup(fd);
+	DIR *d = fd2 >= 0 ? fdopendir(fd2) : NULL;
+	if (!d) {
+		if (fd2 >= 0)
+			close(fd2);
+		return;
+	}
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		struct stat st;
+		if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			if (st.st_dev != dev || depth >= 16)
+				continue;
+			int sub = openat(fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (sub >= 0) {
+				empty_dir(sub, dev, depth + 1);
+				close(sub);
+			}
+			unlinkat(fd, e->d_name, AT_REMOVEDIR);
+		} else {
+			unlinkat(fd, e->d_name, 0);
+		}
+	}
+	closedir(d);
+}
+
+static void remove_temp_dir(void)
+{
+	if (!temp_dir[0])
+		return;
+	int fd = open(temp_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == temp_dev && st.st_ino == temp_ino) {
+		empty_dir(fd, st.st_dev, 0);
+		rmdir(temp_dir);
+	}
+	if (fd >= 0)
+		close(fd);
+	temp_dir[0] = '\0';
+}
+
+/* A new temporary folder, named tmpl (mkdtemp's XXXXXX at its end), as temp_dir. */
+static int make_temp_dir(char *tmpl)
+{
+	struct stat st;
+	if (!mkdtemp(tmpl))
+		return -1;
+	if (stat(tmpl, &st) != 0) {
+		rmdir(tmpl);
+		return -1;
+	}
+	snprintf(temp_dir, sizeof temp_dir, "%s", tmpl);
+	temp_dev = st.st_dev;
+	temp_ino = st.st_ino;
+	return 0;
+}
 
 static int pick_perfmodel_dir(tg_runtime_info *info)
 {
@@ -584,22 +658,22 @@ static int pick_perfmodel_dir(tg_runtime_info *info)
 				return tg_error(TG_EINVAL, "no folder can hold StarPU's performance models (not even %s): %s",
 				                shortest, why);
 			}
-			if (temp_dir[0] && strlen(temp_dir) > fit)
-				temp_dir[0] = '\0'; /* made for a shorter host name */
-			if (!temp_dir[0]) {
-				char tmpl[PATH_MAX];
-				snprintf(tmpl, sizeof tmpl, "%s/taskgrad-starpu-XXXXXX", tmp && tmp[0] == '/' ? tmp : "/tmp");
-				if (strlen(tmpl) > fit)
-					snprintf(tmpl, sizeof tmpl, "%s", shortest);
-				TG_CHECK(mkdtemp(tmpl), TG_EIO,
+			char tmpl[PATH_MAX];
+			remove_temp_dir(); /* one of a runtime that did not start: never kept */
+			snprintf(tmpl, sizeof tmpl, "%s/taskgrad-starpu-XXXXXX", tmp && tmp[0] == '/' ? tmp : "/tmp");
+			int made = strlen(tmpl) <= fit && make_temp_dir(tmpl) == 0;
+			if (!made) {
+				snprintf(tmpl, sizeof tmpl, "%s", shortest);
+				TG_CHECK(make_temp_dir(tmpl) == 0, TG_EIO,
 				         "no directory can hold StarPU's performance models (not in $XDG_CACHE_HOME, $HOME or "
 				         "$TMPDIR: %s); set STARPU_HOME to a writable directory", strerror(errno));
-				snprintf(temp_dir, sizeof temp_dir, "%s", tmpl);
 			}
 			snprintf(dir, sizeof dir, "%s", temp_dir);
-			TG_CHECK(usable_dir(dir, why, sizeof why) == 0, TG_EIO,
-			         "no directory can hold StarPU's performance models (%s: %s); set STARPU_HOME to a writable "
-			         "directory", dir, why);
+			if (usable_dir(dir, why, sizeof why) < 0) {
+				remove_temp_dir();
+				return tg_error(TG_EIO, "no directory can hold StarPU's performance models (%s: %s); set STARPU_HOME "
+				                "to a writable directory", dir, why);
+			}
 			info->perfmodel_dir_temporary = 1;
 		}
 	}

@@ -72,7 +72,8 @@ int tg_machine_threads_per_core(void);
  * STARPU_MAXCPUS. */
 int tg_env_max_cpu_workers(void);
 /* Before starpu_init: place the performance models (info->perfmodel_dir*) and silence StarPU
- * unless cfg->verbose; tg_env_restore gives the environment back. */
+ * unless cfg->verbose; tg_env_restore (after starpu_shutdown) gives the environment back and
+ * removes the temporary performance-model folder, if one was made. */
 int tg_env_setup(const tg_config *cfg, tg_runtime_info *info);
 void tg_env_restore(void);
 /* The signal dispositions around StarPU's life: save before starpu_init, note what it left

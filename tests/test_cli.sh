@@ -186,23 +186,29 @@ done
 # --verbose lets StarPU speak (a fresh HOME: it calibrates the bus)
 run_in_home "$tmp/home2" train --sched dmda --steps 5 -q --verbose
 grep -q '^\[starpu\]' "$tmp/err" || fail "--verbose showed nothing of StarPU's on a first run"
-# no writable cache: one note, and the run goes on
+# no writable cache: one note, the run goes on, and its temporary folder (in $TMPDIR) is
+# removed at the end
 : > "$tmp/a-file"
+mkdir -p "$tmp/tmpdir" || exit 99
 for h in "$tmp/a-file" ""; do
-	if [ -n "$h" ]; then run_in_home "$h" train --steps 5 -q; else env -u HOME -u STARPU_HOME -u XDG_CACHE_HOME \
-		TMPDIR="$tmp" "$tg" train --steps 5 -q >"$tmp/out" 2>"$tmp/err"; fi
+	if [ -n "$h" ]; then
+		env -u STARPU_HOME -u XDG_CACHE_HOME HOME="$h" TMPDIR="$tmp/tmpdir" "$tg" train --steps 5 -q >"$tmp/out" 2>"$tmp/err"
+	else
+		env -u HOME -u STARPU_HOME -u XDG_CACHE_HOME TMPDIR="$tmp/tmpdir" "$tg" train --steps 5 -q >"$tmp/out" 2>"$tmp/err"
+	fi
 	rc=$?
 	[ "$rc" = 0 ] || fail "HOME='$h': exit $rc: $(cat "$tmp/err")"
-	[ "$(wc -l < "$tmp/err")" = 1 ] && grep -q "note: no cache directory is writable" "$tmp/err" ||
+	[ "$(wc -l < "$tmp/err")" = 1 ] && grep -q "note: no cache directory is writable.*$tmp/tmpdir/taskgrad-starpu-" "$tmp/err" ||
 		{ fail "HOME='$h': expected one note on stderr:"; sed 's/^/    /' "$tmp/err"; }
+	[ -z "$(ls -A "$tmp/tmpdir")" ] || fail "HOME='$h': left in \$TMPDIR: $(ls -A "$tmp/tmpdir")"
 done
 expect 2 "STARPU_HOME=.*a-file cannot hold StarPU's performance models" STARPU_HOME="$tmp/a-file" train --steps 5
 # StarPU's own folders in the cache (codelets/NN, bus, debug): one that is a file, which
 # StarPU would abort on, also means a temporary folder; in the user's own folder, an error
 version=$(cd "$home/.cache/taskgrad" && ls -d starpu-*)
 mkdir -p "$tmp/home3/.cache/taskgrad/$version" && : > "$tmp/home3/.cache/taskgrad/$version/codelets" || exit 99
-run_in_home "$tmp/home3" train --steps 5 -q
-[ "$?" = 0 ] && [ "$(wc -l < "$tmp/err")" = 1 ] && grep -q "note: no cache directory is writable" "$tmp/err" ||
+env -u STARPU_HOME -u XDG_CACHE_HOME HOME="$tmp/home3" TMPDIR="$tmp/tmpdir" "$tg" train --steps 5 -q >"$tmp/out" 2>"$tmp/err"
+[ "$?" = 0 ] && [ -z "$(ls -A "$tmp/tmpdir")" ] && [ "$(wc -l < "$tmp/err")" = 1 ] && grep -q "note: no cache directory is writable" "$tmp/err" ||
 	{ fail "a cache whose codelets folder is a file: expected one note on stderr:"; sed 's/^/    /' "$tmp/err"; }
 mkdir -p "$tmp/pm" && : > "$tmp/pm/bus" || exit 99
 expect 2 "STARPU_PERF_MODEL_DIR=.*pm cannot hold StarPU's performance models: '.*pm/bus' is not a directory" \

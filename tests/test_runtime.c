@@ -7,6 +7,7 @@
 
 #include <taskgrad_op.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <sched.h>
 #include <fcntl.h>
@@ -685,12 +686,30 @@ static void init_expect_perfmodel_dir(const char *want, int temporary)
 	/* StarPU is told exactly where, for as long as it runs */
 	assert_non_null(getenv("STARPU_PERF_MODEL_DIR"));
 	assert_string_equal(getenv("STARPU_PERF_MODEL_DIR"), info.perfmodel_dir);
-	TG_OK_OR_FAIL(tg_shutdown());
-	/* and StarPU did use it: its bus calibration is there */
-	char bus[PATH_MAX];
+	/* and StarPU uses it: its bus calibration is there */
+	char bus[PATH_MAX + 8];
 	snprintf(bus, sizeof bus, "%s/bus", info.perfmodel_dir);
 	if (!is_dir(bus))
 		fail_msg("StarPU wrote no bus calibration in '%s'", info.perfmodel_dir);
+	TG_OK_OR_FAIL(tg_shutdown());
+	/* a temporary folder goes with the runtime, a cache stays */
+	if (temporary && is_dir(info.perfmodel_dir))
+		fail_msg("the temporary folder '%s' is still there after tg_shutdown", info.perfmodel_dir);
+	if (!temporary && !is_dir(bus))
+		fail_msg("'%s' is gone after tg_shutdown", bus);
+}
+
+/* Entries of dir whose name starts with prefix. */
+static int entries_named(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+	closedir(d);
+	return n;
 }
 
 static void perfmodels_go_where_they_can_be_written(void **unused)
@@ -736,6 +755,24 @@ static void perfmodels_go_where_they_can_be_written(void **unused)
 	unsetenv("HOME");
 	init_expect_perfmodel_dir(NULL, 1);
 	setenv("HOME", home, 1);
+	assert_int_equal(entries_named(base, "taskgrad-starpu-"), 0); /* removed at each shutdown */
+	/* only what the folder holds goes with it: not what a link in it names */
+	setenv("HOME", file, 1);
+	TG_TEST_INIT("eager", -1, 0);
+	TG_OK_OR_FAIL(tg_runtime_get_info(&info));
+	assert_int_equal(info.perfmodel_dir_temporary, 1);
+	char link[PATH_MAX + 16], keep[PATH_MAX + 16];
+	snprintf(keep, sizeof keep, "%s/keep", base);
+	assert_int_equal(mkdir(keep, 0700), 0);
+	snprintf(link, sizeof link, "%s/keep", info.perfmodel_dir);
+	assert_int_equal(symlink(keep, link), 0);
+	snprintf(link, sizeof link, "%s/bus/keep", info.perfmodel_dir);
+	assert_int_equal(symlink(keep, link), 0);
+	TG_OK_OR_FAIL(tg_shutdown());
+	assert_false(is_dir(info.perfmodel_dir));
+	assert_true(is_dir(keep));
+	setenv("HOME", home, 1);
+	assert_int_equal(entries_named(base, "taskgrad-starpu-"), 0);
 
 	/* STARPU_HOME, the user's choice, and an error when it cannot be written */
 	snprintf(want, sizeof want, "%s/starpu-home/.starpu/sampling", base);

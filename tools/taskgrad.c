@@ -161,7 +161,7 @@ static void note_perfmodel_dir(const tg_runtime_info *info)
 	if (info->perfmodel_dir_temporary)
 		fprintf(stderr,
 		        "%s: note: no cache directory is writable ($XDG_CACHE_HOME, $HOME/.cache); StarPU's performance "
-		        "models go to %s for now (set STARPU_HOME to keep them)\n",
+		        "models go to %s, removed at the end of the run (set STARPU_HOME to keep them)\n",
 		        prog, info->perfmodel_dir);
 }
 
