@@ -10,9 +10,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *file_kind(mode_t m)
@@ -22,10 +25,12 @@ static const char *file_kind(mode_t m)
 }
 
 /* The file that writing path replaces (path, or the regular file its link names), its folder,
- * and the permission bits to give the new file (the old file's, or 0666 less the umask). */
+ * and, when it replaces a file, that file's permission bits (never its set-id bits): the new
+ * file gets them; a file that replaces nothing gets 0666 less the umask, from the kernel. */
 typedef struct output_target {
 	char *file;
 	char *dir;
+	int replaces;
 	mode_t perm;
 } output_target;
 
@@ -42,9 +47,6 @@ static int resolve_target(const char *path, output_target *t)
 	TG_CHECK(path && *path, TG_EINVAL, "no output file name given");
 	size_t len = strlen(path);
 	TG_CHECK(path[len - 1] != '/', TG_EINVAL, "cannot write '%s': the name ends in '/' (a folder, not a file)", path);
-	mode_t mask = umask(0);
-	umask(mask);
-	t->perm = 0666 & ~mask;
 	struct stat st;
 	if (lstat(path, &st) != 0) {
 		TG_CHECK(errno == ENOENT, TG_EIO, "cannot write '%s': %s", path, strerror(errno));
@@ -59,11 +61,13 @@ static int resolve_target(const char *path, output_target *t)
 			return code;
 		}
 		t->file = real;
+		t->replaces = 1;
 		t->perm = st.st_mode & 0777;
 	} else {
 		TG_CHECK(S_ISREG(st.st_mode), TG_EIO,
 		         "will not write '%s': it is %s, and outputs replace regular files only", path, file_kind(st.st_mode));
 		t->file = strdup(path);
+		t->replaces = 1;
 		t->perm = st.st_mode & 0777;
 	}
 	TG_CHECK(t->file, TG_ENOMEM, "out of memory");
@@ -86,20 +90,57 @@ static int resolve_target(const char *path, output_target *t)
 	return rc;
 }
 
-/* A new temporary file in t's folder; its name goes to *tmp (malloc'd). */
+/* Random letters and digits for temporary names. */
+static void random_name(char *out, size_t n)
+{
+	static const char set[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+	static _Atomic uint64_t counter;
+	unsigned char r[16];
+	if (n > sizeof r)
+		n = sizeof r;
+	if (getrandom(r, n, GRND_NONBLOCK) != (ssize_t)n) {
+		/* no entropy to be had: a counter mixed with the time and the process (the name is
+		 * only ever created with O_EXCL, so a guess costs a retry, nothing more) */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t x = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40) ^ ++counter;
+		for (size_t i = 0; i < n; i++) {
+			x ^= x >> 33;
+			x *= 0xff51afd7ed558ccdULL;
+			x ^= x >> 29;
+			r[i] = (unsigned char)x;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		out[i] = set[r[i] % (sizeof set - 1)];
+}
+
+/* A new temporary file in t's folder; its name goes to *tmp (malloc'd). It is created with
+ * O_EXCL under a random name, so that the kernel applies the process's umask (the umask is
+ * never read: reading it means setting it, which races with every other thread's new files).
+ * When it replaces a file, it is created with that file's bits (less the umask: never more
+ * open than the old file) and then given them exactly. */
 static int open_temp(const char *path, const output_target *t, char **tmp)
 {
 	size_t n = strlen(t->dir) + 32;
 	*tmp = malloc(n);
 	TG_CHECK(*tmp, TG_ENOMEM, "out of memory");
-	snprintf(*tmp, n, "%s/.taskgrad-XXXXXX.tmp", t->dir);
-	int fd = mkstemps(*tmp, 4);
+	int fd = -1, e = EEXIST;
+	for (int attempt = 0; attempt < 100 && fd < 0 && e == EEXIST; attempt++) {
+		char name[7];
+		random_name(name, 6);
+		name[6] = '\0';
+		snprintf(*tmp, n, "%s/.taskgrad-%s.tmp", t->dir, name);
+		fd = open(*tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, t->replaces ? t->perm : 0666);
+		e = fd < 0 ? errno : 0;
+	}
 	if (fd < 0) {
-		int e = errno;
 		free(*tmp);
 		*tmp = NULL;
 		return tg_error(TG_EIO, "cannot write '%s': cannot create a file in '%s': %s", path, t->dir, strerror(e));
 	}
+	if (t->replaces)
+		(void)fchmod(fd, t->perm); /* where it fails (some file systems have no modes) the bits less the umask stay */
 	return fd;
 }
 
@@ -139,7 +180,6 @@ int tg_write_file_atomic(const char *path, int (*write)(FILE *f, void *ctx), voi
 		return fd;
 	}
 	int rc = 0;
-	(void)fchmod(fd, t.perm);
 	FILE *f = fdopen(fd, "w");
 	if (!f) {
 		rc = tg_error(TG_EIO, "cannot write '%s': %s", path, strerror(errno));

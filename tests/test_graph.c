@@ -28,6 +28,15 @@ int fsync(int fd)
 	return (int)syscall(SYS_fsync, fd);
 }
 
+/* umask, as the library sees it: counted, since the library must never call it (setting the
+ * umask to read it opens a window in which other threads create files world-writable). */
+static int umask_calls;
+mode_t umask(mode_t mask)
+{
+	umask_calls++;
+	return (mode_t)syscall(SYS_umask, mask);
+}
+
 typedef struct net {
 	tg_tensor *x, *w, *b, *z, *h, *a, *t, *loss;
 } net;
@@ -507,12 +516,31 @@ static void output_files_are_replaced_whole_or_not_at_all(void **unused)
 	expect_unchanged(file, "previous");
 	assert_int_equal(leftovers(dir), 0);
 
-	/* success: replaced whole, with the old file's permissions */
+	/* success: replaced whole, with the old file's permissions, whatever the umask; a new
+	 * file gets 0666 less the umask; and the umask is never touched */
+	mode_t old_mask = (mode_t)syscall(SYS_umask, 077);
+	umask_calls = 0;
 	TG_OK_OR_FAIL(tg_graph_dump_dot(g, file));
 	struct stat st;
 	assert_int_equal(stat(file, &st), 0);
-	assert_int_equal(st.st_mode & 0777, 0640);
+	assert_int_equal(st.st_mode & 07777, 0640);
 	assert_int_equal(leftovers(dir), 0);
+	chmod(file, 02755); /* set-id bits are never given to the new file */
+	TG_OK_OR_FAIL(tg_graph_dump_dot(g, file));
+	assert_int_equal(stat(file, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0755);
+	TG_OK_OR_FAIL(tg_graph_dump_dot(g, "tests/out-tmp/new-077.dot"));
+	assert_int_equal(stat("tests/out-tmp/new-077.dot", &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	syscall(SYS_umask, 022);
+	TG_OK_OR_FAIL(tg_file_check_writable("tests/out-tmp/new-022.dot"));
+	TG_OK_OR_FAIL(tg_graph_dump_dot(g, "tests/out-tmp/new-022.dot"));
+	assert_int_equal(stat("tests/out-tmp/new-022.dot", &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0644);
+	syscall(SYS_umask, old_mask);
+	assert_int_equal(umask_calls, 0);
+	assert_int_equal(leftovers(dir), 0);
+	chmod(file, 0640);
 
 	/* not regular files: never replaced. A device: only a device node of our own (were the
 	 * check broken, a real one, /dev/null, could be replaced as root); where none can be made
