@@ -109,16 +109,17 @@ int tg_env_whole_number(const char *var, long *value)
 	long v = strtol(s, &end, 10);
 	const char *digits = *s == '+' || *s == '-' ? s + 1 : s;
 	TG_CHECK(*end == '\0', TG_EINVAL,
-	         "%s='%s' in the environment is not a whole number (StarPU would abort on it); fix or unset %s", var, s, var);
+	         "%s='%s' in the environment is not a whole number (StarPU would abort on it); fix or unset %s", var,
+	         TG_SHOWN(s), var);
 	TG_CHECK(v >= 0, TG_EINVAL,
 	         "%s=%s in the environment must be between 0 and %d (StarPU aborts on a negative value); fix or unset %s",
-	         var, s, INT_MAX, var);
+	         var, TG_SHOWN(s), INT_MAX, var);
 	TG_CHECK(*digits >= '0' && *digits <= '9', TG_EINVAL,
-	         "%s='%s' in the environment is not a whole number (StarPU would read it as %ld); fix or unset %s", var, s,
-	         v, var);
+	         "%s='%s' in the environment is not a whole number (StarPU would read it as %ld); fix or unset %s", var,
+	         TG_SHOWN(s), v, var);
 	TG_CHECK(errno != ERANGE && v <= INT_MAX, TG_EINVAL,
-	         "%s=%s in the environment must be between 0 and %d (StarPU would misread it); fix or unset %s", var, s,
-	         INT_MAX, var);
+	         "%s=%s in the environment must be between 0 and %d (StarPU would misread it); fix or unset %s", var,
+	         TG_SHOWN(s), INT_MAX, var);
 	*value = v;
 	return 0;
 }
@@ -132,11 +133,13 @@ static int env_finite_number(const char *var)
 	char *end;
 	float f = strtof(s, &end);
 	TG_CHECK(*end == '\0', TG_EINVAL,
-	         "%s='%s' in the environment is not a number (StarPU would abort on it); fix or unset %s", var, s, var);
+	         "%s='%s' in the environment is not a number (StarPU would abort on it); fix or unset %s", var, TG_SHOWN(s),
+	         var);
 	TG_CHECK(*s && !isspace((unsigned char)*s), TG_EINVAL,
-	         "%s='%s' in the environment is not a number (StarPU would read it as %g); fix or unset %s", var, s,
-	         (double)f, var);
-	TG_CHECK(isfinite(f), TG_EINVAL, "%s='%s' in the environment is not a finite number; fix or unset %s", var, s, var);
+	         "%s='%s' in the environment is not a number (StarPU would read it as %g); fix or unset %s", var,
+	         TG_SHOWN(s), (double)f, var);
+	TG_CHECK(isfinite(f), TG_EINVAL, "%s='%s' in the environment is not a finite number; fix or unset %s", var,
+	         TG_SHOWN(s), var);
 	return 0;
 }
 
@@ -154,7 +157,7 @@ static int check_watchdog_timeout(void)
 	TG_CHECK(*s >= '0' && *s <= '9' && *end == '\0' && errno != ERANGE && v > 0, TG_EINVAL,
 	         "STARPU_WATCHDOG_TIMEOUT='%s' in the environment is not a positive whole number of microseconds (StarPU "
 	         "would read it as %lld and could abort the run); fix or unset STARPU_WATCHDOG_TIMEOUT",
-	         s, v);
+	         TG_SHOWN(s), v);
 	return 0;
 }
 
@@ -302,7 +305,7 @@ static int check_cpu_list(const char *var, const char *what, int count)
 			return tg_error(TG_EINVAL,
 			                "%s='%s' in the environment is not a list of %s numbers (numbers or ranges such as 0-3, "
 			                "separated by blanks or commas) from '%s' on (%s); fix or unset %s",
-			                var, s, what, p, starpu, var);
+			                var, TG_SHOWN(s), what, TG_SHOWN(p), starpu, var);
 		}
 		long lo = 0, hi;
 		while (*p >= '0' && *p <= '9') {
@@ -323,19 +326,19 @@ static int check_cpu_list(const char *var, const char *what, int count)
 				}
 				TG_CHECK(hi >= lo, TG_EINVAL,
 				         "%s='%s' in the environment has a range that ends before it starts (%ld-%ld); fix or unset %s",
-				         var, s, lo, hi, var);
+				         var, TG_SHOWN(s), lo, hi, var);
 			} else if (*p && *p != ',' && !isspace((unsigned char)*p)) {
 				continue; /* reported as text that is not a number */
 			}
 		}
 		TG_CHECK(hi < count, TG_EINVAL,
 		         "%s='%s' in the environment names %s %ld, which this machine does not have (its %ss are 0 to %d); "
-		         "fix or unset %s", var, s, what, hi, what, count - 1, var);
+		         "fix or unset %s", var, TG_SHOWN(s), what, hi, what, count - 1, var);
 		if (*p == ',')
 			p++;
 	}
 	TG_CHECK(!first, TG_EINVAL, "%s='%s' in the environment lists no %s (StarPU would abort on it); fix or unset %s",
-	         var, s, what, var);
+	         var, TG_SHOWN(s), what, var);
 	return 0;
 }
 
@@ -489,11 +492,11 @@ static int make_dirs(const char *path, char *why, size_t whysize)
 		*p = '\0';
 		struct stat st;
 		if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
-			snprintf(why, whysize, "cannot create '%s': %s", buf, strerror(errno));
+			snprintf(why, whysize, "cannot create '%s': %s", TG_SHOWN(buf), strerror(errno));
 			return -1;
 		}
 		if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
-			snprintf(why, whysize, "'%s' is not a directory", buf);
+			snprintf(why, whysize, "'%s' is not a directory", TG_SHOWN(buf));
 			return -1;
 		}
 		*p = c;
@@ -514,7 +517,7 @@ static int probe_dir(const char *dir, char *why, size_t whysize)
 	}
 	int fd = mkstemp(probe);
 	if (fd < 0) {
-		snprintf(why, whysize, "cannot write in '%s': %s", dir, strerror(errno));
+		snprintf(why, whysize, "cannot write in '%s': %s", TG_SHOWN(dir), strerror(errno));
 		return -1;
 	}
 	close(fd);
@@ -630,14 +633,14 @@ static int pick_perfmodel_dir(tg_runtime_info *info)
 	/* The user's choice first, and then it must work. */
 	if ((env = getenv("STARPU_PERF_MODEL_DIR")) && *env) {
 		TG_CHECK(usable_dir(env, why, sizeof why) == 0, TG_EINVAL,
-		         "STARPU_PERF_MODEL_DIR=%s cannot hold StarPU's performance models: %s", env, why);
+		         "STARPU_PERF_MODEL_DIR=%s cannot hold StarPU's performance models: %s", TG_SHOWN(env), why);
 		snprintf(info->perfmodel_dir, sizeof info->perfmodel_dir, "%s", env);
 		return 0;
 	}
 	if ((env = getenv("STARPU_HOME")) && *env) {
 		snprintf(dir, sizeof dir, "%s/.starpu/sampling", env);
 		TG_CHECK(usable_dir(dir, why, sizeof why) == 0, TG_EINVAL,
-		         "STARPU_HOME=%s cannot hold StarPU's performance models (%s): %s", env, dir, why);
+		         "STARPU_HOME=%s cannot hold StarPU's performance models (%s): %s", TG_SHOWN(env), TG_SHOWN(dir), why);
 	} else {
 		/* taskgrad's cache, one directory per StarPU version (their files differ). */
 		const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
@@ -672,7 +675,7 @@ static int pick_perfmodel_dir(tg_runtime_info *info)
 			if (usable_dir(dir, why, sizeof why) < 0) {
 				remove_temp_dir();
 				return tg_error(TG_EIO, "no directory can hold StarPU's performance models (%s: %s); set STARPU_HOME "
-				                "to a writable directory", dir, why);
+				                "to a writable directory", TG_SHOWN(dir), why);
 			}
 			info->perfmodel_dir_temporary = 1;
 		}

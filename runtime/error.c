@@ -25,6 +25,24 @@ void tg_clear_error(void)
 	last_where[0] = '\0';
 }
 
+const char *tg_short_path(const char *path, char *buf, size_t size)
+{
+	if (!buf || size == 0)
+		return "";
+	size_t len = path ? strlen(path) : 0;
+	if (len < size) {
+		memcpy(buf, path ? path : "", len + 1);
+		return buf;
+	}
+	/* the start and the end, which say where and what; "..." for the middle */
+	size_t keep = size > 4 ? size - 4 : 0, head = keep / 2, tail = keep - head;
+	memcpy(buf, path, head);
+	memcpy(buf + head, "...", size > 4 ? 3 : 0);
+	memcpy(buf + head + (size > 4 ? 3 : 0), path + len - tail, tail);
+	buf[size > 4 ? size - 1 : 0] = '\0';
+	return buf;
+}
+
 const char *tg_strerror(int code)
 {
 	switch (code) {

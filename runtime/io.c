@@ -46,17 +46,19 @@ static int resolve_target(const char *path, output_target *t)
 	memset(t, 0, sizeof *t);
 	TG_CHECK(path && *path, TG_EINVAL, "no output file name given");
 	size_t len = strlen(path);
-	TG_CHECK(path[len - 1] != '/', TG_EINVAL, "cannot write '%s': the name ends in '/' (a folder, not a file)", path);
+	TG_CHECK(path[len - 1] != '/', TG_EINVAL, "cannot write '%s': the name ends in '/' (a folder, not a file)",
+	         TG_SHOWN(path));
 	struct stat st;
 	if (lstat(path, &st) != 0) {
-		TG_CHECK(errno == ENOENT, TG_EIO, "cannot write '%s': %s", path, strerror(errno));
+		TG_CHECK(errno == ENOENT, TG_EIO, "cannot write '%s': %s", TG_SHOWN(path), strerror(errno));
 		t->file = strdup(path);
 	} else if (S_ISLNK(st.st_mode)) {
 		char *real = realpath(path, NULL);
-		TG_CHECK(real, TG_EIO, "cannot write '%s': it is a symbolic link to nothing usable (%s)", path, strerror(errno));
+		TG_CHECK(real, TG_EIO, "cannot write '%s': it is a symbolic link to nothing usable (%s)", TG_SHOWN(path),
+		         strerror(errno));
 		if (stat(real, &st) != 0 || !S_ISREG(st.st_mode)) {
 			int code = tg_error(TG_EIO, "will not write '%s': it is a symbolic link to '%s', which is %s; outputs "
-			                    "replace regular files only", path, real, file_kind(st.st_mode));
+			                    "replace regular files only", TG_SHOWN(path), TG_SHOWN(real), file_kind(st.st_mode));
 			free(real);
 			return code;
 		}
@@ -65,7 +67,8 @@ static int resolve_target(const char *path, output_target *t)
 		t->perm = st.st_mode & 0777;
 	} else {
 		TG_CHECK(S_ISREG(st.st_mode), TG_EIO,
-		         "will not write '%s': it is %s, and outputs replace regular files only", path, file_kind(st.st_mode));
+		         "will not write '%s': it is %s, and outputs replace regular files only", TG_SHOWN(path),
+		         file_kind(st.st_mode));
 		t->file = strdup(path);
 		t->replaces = 1;
 		t->perm = st.st_mode & 0777;
@@ -79,12 +82,13 @@ static int resolve_target(const char *path, output_target *t)
 	}
 	int rc = 0;
 	if (stat(t->dir, &st) != 0)
-		rc = tg_error(TG_EIO, "cannot write '%s': folder '%s' %s", path, t->dir,
+		rc = tg_error(TG_EIO, "cannot write '%s': folder '%s' %s", TG_SHOWN(path), TG_SHOWN(t->dir),
 		              errno == ENOENT ? "does not exist" : strerror(errno));
 	else if (!S_ISDIR(st.st_mode))
-		rc = tg_error(TG_EIO, "cannot write '%s': '%s' is not a folder", path, t->dir);
+		rc = tg_error(TG_EIO, "cannot write '%s': '%s' is not a folder", TG_SHOWN(path), TG_SHOWN(t->dir));
 	else if (access(t->dir, W_OK | X_OK) != 0)
-		rc = tg_error(TG_EIO, "cannot write '%s': folder '%s' is not writable (%s)", path, t->dir, strerror(errno));
+		rc = tg_error(TG_EIO, "cannot write '%s': folder '%s' is not writable (%s)", TG_SHOWN(path), TG_SHOWN(t->dir),
+		              strerror(errno));
 	if (rc < 0)
 		target_free(t);
 	return rc;
@@ -137,7 +141,8 @@ static int open_temp(const char *path, const output_target *t, char **tmp)
 	if (fd < 0) {
 		free(*tmp);
 		*tmp = NULL;
-		return tg_error(TG_EIO, "cannot write '%s': cannot create a file in '%s': %s", path, t->dir, strerror(e));
+		return tg_error(TG_EIO, "cannot write '%s': cannot create a file in '%s': %s", TG_SHOWN(path),
+		                TG_SHOWN(t->dir), strerror(e));
 	}
 	if (t->replaces)
 		(void)fchmod(fd, t->perm); /* where it fails (some file systems have no modes) the bits less the umask stay */
@@ -182,25 +187,25 @@ int tg_write_file_atomic(const char *path, int (*write)(FILE *f, void *ctx), voi
 	int rc = 0;
 	FILE *f = fdopen(fd, "w");
 	if (!f) {
-		rc = tg_error(TG_EIO, "cannot write '%s': %s", path, strerror(errno));
+		rc = tg_error(TG_EIO, "cannot write '%s': %s", TG_SHOWN(path), strerror(errno));
 		close(fd);
 	} else {
 		rc = write(f, ctx);
 		if (rc < 0) {
 			/* the writer's own message stands, with the file it was for */
-			char msg[900];
+			char msg[700];
 			snprintf(msg, sizeof msg, "%s", tg_last_error());
-			rc = tg_error(rc, "cannot write '%s': %s", path, msg);
+			rc = tg_error(rc, "cannot write '%s': %s", TG_SHOWN(path), msg);
 		} else if (fflush(f) != 0 || ferror(f)) {
-			rc = tg_error(TG_EIO, "cannot write '%s': %s", path, strerror(errno ? errno : EIO));
+			rc = tg_error(TG_EIO, "cannot write '%s': %s", TG_SHOWN(path), strerror(errno ? errno : EIO));
 		} else if (fsync(fd) != 0) {
-			rc = tg_error(TG_EIO, "cannot write '%s': fsync failed: %s", path, strerror(errno));
+			rc = tg_error(TG_EIO, "cannot write '%s': fsync failed: %s", TG_SHOWN(path), strerror(errno));
 		}
 		if (fclose(f) != 0 && rc == 0)
-			rc = tg_error(TG_EIO, "cannot write '%s': closing it failed: %s", path, strerror(errno));
+			rc = tg_error(TG_EIO, "cannot write '%s': closing it failed: %s", TG_SHOWN(path), strerror(errno));
 	}
 	if (rc == 0 && rename(tmp, t.file) != 0)
-		rc = tg_error(TG_EIO, "cannot write '%s': %s", path, strerror(errno));
+		rc = tg_error(TG_EIO, "cannot write '%s': %s", TG_SHOWN(path), strerror(errno));
 	if (rc < 0)
 		unlink(tmp);
 	else

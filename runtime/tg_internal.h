@@ -24,6 +24,21 @@
 /* Take the first error raised inside a task since the last call (0 if none) and make it the
  * calling thread's last error. */
 int tg_async_error_take(void);
+/* path as it goes into a message: whole when it fits in size (with its NUL), else its start
+ * and its end around "...", so that a long path leaves room for the reason (the message is
+ * cut at 1023 characters). Returns buf. */
+const char *tg_short_path(const char *path, char *buf, size_t size);
+/* A path shown in a message: TG_SHOWN(p).s, valid until the end of the full expression. */
+typedef struct tg_shown {
+	char s[256];
+} tg_shown;
+static inline tg_shown tg_shown_path(const char *path)
+{
+	tg_shown r;
+	tg_short_path(path, r.s, sizeof r.s);
+	return r;
+}
+#define TG_SHOWN(p) (tg_shown_path(p).s)
 
 /* ---------------------------------------------------------------- runtime state */
 

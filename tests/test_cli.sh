@@ -116,6 +116,7 @@ expect 2 "it is a FIFO" train --graph "$tmp/fifo" --steps 5
 expect 2 "the name ends in '/'" train --graph "$tmp/new.dot/" --steps 5
 long=$(printf '%0300d' 0)
 expect 2 "File name too long" train --graph "$tmp/$long.dot" --steps 5
+expect 2 "'.*\.\.\..*0.dot': File name too long" train --graph "$tmp/$(printf '%01300d' 0).dot" --steps 5
 ln -s nothing "$tmp/dangling" || exit 99
 expect 2 "symbolic link to nothing" train --graph "$tmp/dangling" --steps 5
 expect 2 "graph: no output file name" train --graph "" --steps 5

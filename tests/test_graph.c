@@ -591,6 +591,17 @@ static void output_files_are_replaced_whole_or_not_at_all(void **unused)
 	name[prefix + NAME_MAX + 1] = '\0';
 	expect_error_code(tg_graph_dump_dot(g, name), TG_EIO, "too long");
 	assert_int_equal(leftovers(dir), 0);
+	/* a name far longer than a message: the message shows its start and end, and the reason */
+	static char longname[1400];
+	prefix = snprintf(longname, sizeof longname, "tests/out-tmp/");
+	memset(longname + prefix, 'x', 1300);
+	memcpy(longname + prefix + 1300, ".dot", 5);
+	expect_error_code(tg_graph_dump_dot(g, longname), TG_EIO, "File name too long");
+	assert_non_null(strstr(tg_last_error(), "cannot write 'tests/out-tmp/xxx"));
+	assert_non_null(strstr(tg_last_error(), "xxx...xxx"));
+	assert_non_null(strstr(tg_last_error(), "xxx.dot'"));
+	assert_int_equal(tg_file_check_writable(longname), TG_EIO);
+	assert_non_null(strstr(tg_last_error(), "File name too long"));
 
 	tg_graph_free(g);
 	net_free(&n);

@@ -599,6 +599,13 @@ static void starpu_variables_starpu_would_abort_on(void **unused)
 			         bad[i].value, tg_last_error());
 		assert_false(tg_is_initialized());
 	}
+	static char verylong[2100]; /* a value far longer than a message: the reason is still in it */
+	memset(verylong, '7', 2000);
+	verylong[1999] = 'x';
+	verylong[2000] = '\0';
+	setenv("STARPU_NCPU", verylong, 1);
+	expect_error(tg_init(&cfg), TG_EINVAL, "StarPU would abort on it");
+	unsetenv("STARPU_NCPU");
 	setenv("STARPU_NCPU", "+1", 1); /* what StarPU reads as 1 is fine */
 	TG_TEST_INIT("eager", -1, 0);
 	tg_runtime_info info;
@@ -872,6 +879,16 @@ static void perfmodels_go_where_they_can_be_written(void **unused)
 	expect_error(tg_init(&cfg), TG_EINVAL, "STARPU_HOSTNAME is 250 characters long");
 	unsetenv("STARPU_HOSTNAME");
 	setenv("HOME", home, 1);
+
+	/* a name far longer than a message: the reason is still in it */
+	static char verylong[2100];
+	memset(verylong, 'v', 2000);
+	verylong[0] = '/';
+	verylong[2000] = '\0';
+	setenv("STARPU_PERF_MODEL_DIR", verylong, 1);
+	expect_error(tg_init(&cfg), TG_EINVAL, "longer than");
+	assert_non_null(strstr(tg_last_error(), "..."));
+	unsetenv("STARPU_PERF_MODEL_DIR");
 
 	/* the codelets' own folder, codelets/NN, as a file */
 	char cmd[4 * PATH_MAX];
