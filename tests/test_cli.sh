@@ -60,6 +60,12 @@ expect 2 "unknown command 'frobnicate'" frobnicate
 expect 2 "unknown option '--bogus'" --bogus
 expect 2 "unknown option '--bogus'" train --bogus
 expect 2 "unexpected argument 'extra'" train extra
+expect 2 "option '--s' is ambiguous: it could be --sched, --steps, --seed" train --s 5
+expect 2 "option '--gr' is ambiguous: it could be --graph, --graph-step" train --gr x.dot
+expect 2 "unknown option '-z'" train -qz
+expect 2 "unknown option '-z'" train -zq
+expect 2 "option '--fast' takes no value, got '--fast=1'" train --fast=1
+expect 2 "option '--quiet' takes no value" train --quiet=yes
 expect 2 "ops takes no arguments" ops extra
 expect 2 "--steps: 'abc' is not a whole number" train --steps abc
 expect 2 "--steps: must not be negative" train --steps -5

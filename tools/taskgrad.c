@@ -68,6 +68,35 @@ static int fail_usage(const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+/* What getopt_long refused in argv[at] (the element it was reading when it returned '?'):
+ * one message that names the option and says what is wrong with it. */
+static int bad_option(const struct option *longopts, char **argv, int at, const char *help)
+{
+	const char *arg = argv[at];
+	if (strncmp(arg, "--", 2) != 0 || !arg[2])
+		return fail_usage("unknown option '-%c' (see '%s')", isprint(optopt) ? optopt : '?', help);
+	const char *name = arg + 2, *eq = strchr(name, '=');
+	size_t len = eq ? (size_t)(eq - name) : strlen(name);
+	int exact = -1, matches = 0, last = -1;
+	char candidates[512] = "";
+	for (int i = 0; longopts[i].name; i++) {
+		if (strncmp(longopts[i].name, name, len) != 0)
+			continue;
+		if (strlen(longopts[i].name) == len)
+			exact = i;
+		size_t used = strlen(candidates);
+		snprintf(candidates + used, sizeof candidates - used, "%s--%s", matches ? ", " : "", longopts[i].name);
+		matches++;
+		last = i;
+	}
+	int found = exact >= 0 ? exact : matches == 1 ? last : -1;
+	if (found >= 0 && eq && longopts[found].has_arg == no_argument)
+		return fail_usage("option '--%s' takes no value, got '%s' (see '%s')", longopts[found].name, arg, help);
+	if (found < 0 && matches > 1)
+		return fail_usage("option '--%.*s' is ambiguous: it could be %s (see '%s')", (int)len, name, candidates, help);
+	return fail_usage("unknown option '--%.*s' (see '%s')", (int)len, name, help);
+}
+
 /* Whole numbers in [min, max], nothing else (no blanks, no trailing text). */
 static int parse_int(const char *opt, const char *s, long min, long max, int *out)
 {
@@ -196,8 +225,10 @@ static int cmd_train(int argc, char **argv)
 	int quiet = 0, rc = 0;
 	opterr = 0;
 	optind = 1;
-	int c;
-	while ((c = getopt_long(argc, argv, ":qvh", longopts, NULL)) != -1) {
+	int c, at = optind;
+	/* "+": stop at the first argument that is not an option (it is an error below), so that
+	 * argv[at] is the element getopt_long reads */
+	while ((at = optind, c = getopt_long(argc, argv, "+:qvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case OPT_MODEL: model = optarg; break;
 		case OPT_SCHED: cfg.sched = optarg; break;
@@ -217,8 +248,7 @@ static int cmd_train(int argc, char **argv)
 		case 'v': cfg.verbose = 1; break;
 		case 'h': usage_train(stdout); return 0;
 		case ':': return fail_usage("option '%s' needs a value (see 'taskgrad train --help')", argv[optind - 1]);
-		default:
-			return fail_usage("unknown option '%s' (see 'taskgrad train --help')", argv[optind - 1]);
+		default: return bad_option(longopts, argv, at, "taskgrad train --help");
 		}
 		if (rc)
 			return rc;
