@@ -394,7 +394,7 @@ int64_t tg_tensor_dim(const tg_tensor *t, int i)
 
 int tg_tensor_set_requires_grad(tg_tensor *t, int on)
 {
-	TG_CHECK(t, TG_EINVAL, "tg_tensor_set_requires_grad: tensor is NULL");
+	TG_TRY(tg_tensor_check_usable(t, "tg_tensor_set_requires_grad"));
 	TG_CHECK(!on || t->dtype == TG_F32, TG_EINVAL, "tensor '%s' is %s: only float32 tensors have gradients",
 	         t->name, dtype_name(t->dtype));
 	t->requires_grad = on ? 1 : 0;
@@ -444,7 +444,7 @@ int tg_tensor_set_grad(tg_tensor *t, tg_tensor *g)
 
 int tg_zero_grad(tg_tensor *param)
 {
-	TG_CHECK(param, TG_EINVAL, "tg_zero_grad: tensor is NULL");
+	TG_TRY(tg_tensor_check_usable(param, "tg_zero_grad"));
 	param->grad_valid = 0;
 	return 0;
 }
