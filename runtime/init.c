@@ -3,6 +3,8 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,9 +147,49 @@ static int reserved_cores(char *buf, size_t size)
 	return reserve > 0 || bind > 0;
 }
 
+/* ------------------------------------------------------------------ the runtime's life, for
+ * the layers above (tg_hooks.h) */
+
+static _Atomic uint64_t generation;
+static pthread_mutex_t hooks_lock = PTHREAD_MUTEX_INITIALIZER;
+static void (*shutdown_hooks[16])(void);
+static int nshutdown_hooks;
+
+uint64_t tg_runtime_generation(void)
+{
+	return atomic_load(&generation);
+}
+
+int tg_at_shutdown(void (*fn)(void))
+{
+	TG_CHECK(fn, TG_EINVAL, "tg_at_shutdown: no function");
+	pthread_mutex_lock(&hooks_lock);
+	int i = 0;
+	while (i < nshutdown_hooks && shutdown_hooks[i] != fn)
+		i++;
+	int full = i == nshutdown_hooks && i == (int)(sizeof shutdown_hooks / sizeof shutdown_hooks[0]);
+	if (i == nshutdown_hooks && !full)
+		shutdown_hooks[nshutdown_hooks++] = fn;
+	pthread_mutex_unlock(&hooks_lock);
+	TG_CHECK(!full, TG_ENOMEM, "tg_at_shutdown: the table of %d functions is full", i);
+	return 0;
+}
+
+static void run_shutdown_hooks(void)
+{
+	void (*hooks[sizeof shutdown_hooks / sizeof shutdown_hooks[0]])(void);
+	pthread_mutex_lock(&hooks_lock);
+	int n = nshutdown_hooks;
+	memcpy(hooks, shutdown_hooks, sizeof hooks);
+	pthread_mutex_unlock(&hooks_lock);
+	for (int i = 0; i < n; i++)
+		hooks[i]();
+}
+
 /* Stop StarPU and give back what tg_init changed around it. */
 static void stop_starpu(void)
 {
+	run_shutdown_hooks();
 	starpu_shutdown();
 	tg_signals_restore();
 	tg_env_restore();
@@ -238,6 +280,7 @@ int tg_init(const tg_config *user_cfg)
 		return tg_error(TG_ESTARPU, "starpu_init failed: %s", strerror(-rc));
 	}
 	tg_signals_started();
+	atomic_fetch_add(&generation, 1);
 
 	/* StarPU clamps worker counts it cannot honour (GPUs, its build limits): say so. */
 	int got_cpu = (int)starpu_worker_get_count_by_type(STARPU_CPU_WORKER), got_cuda = 0;

@@ -16,6 +16,7 @@
 
 #include "tg_starpu.h"
 #include "taskgrad.h"
+#include "tg_hooks.h"
 
 /* ---------------------------------------------------------------- errors */
 

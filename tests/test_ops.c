@@ -148,6 +148,27 @@ static void xent_targets_out_of_range_tiled(void **unused)
 	targets_out_of_range(1);
 }
 
+/* Kernel reports across runtimes: after tg_shutdown and a tg_init in which StarPU calibrates
+ * the bus again (on a GPU it resets the devices, freeing pinned memory), a bad target is still
+ * reported, twice over. */
+static void xent_reports_survive_reinit(void **unused)
+{
+	(void)unused;
+	for (int cycle = 0; cycle < 2; cycle++) {
+		TG_OK_OR_FAIL(tg_shutdown());
+		setenv("STARPU_BUS_CALIBRATE", "1", 1);
+		tg_config cfg;
+		tg_config_default(&cfg);
+		cfg.sched = "eager";
+		cfg.ncuda = TG_TEST_BACKEND == TG_BACKEND_CUDA ? -1 : 0;
+		int rc = tg_init(&cfg);
+		unsetenv("STARPU_BUS_CALIBRATE");
+		if (rc < 0)
+			fail_msg("tg_init after tg_shutdown: %s", tg_last_error());
+		targets_out_of_range(0);
+	}
+}
+
 /* What each op says about tiles: the same bits whatever the tiling where the sums keep their
  * order (elementwise ops, bias gradients summed row after row), within rounding where a sum is
  * split (the loss, weight gradients summed over the token dimension). */
@@ -493,7 +514,7 @@ int main(void)
 		tg_shutdown();
 		return TG_TEST_SKIP;
 	}
-	enum { NEXTRA = 8 };
+	enum { NEXTRA = 9 };
 	int ntests = tg_test_ncases + NEXTRA;
 	struct CMUnitTest *tests = calloc((size_t)ntests, sizeof *tests);
 	char (*names)[160] = calloc((size_t)tg_test_ncases, sizeof *names);
@@ -505,6 +526,7 @@ int main(void)
 	tests[tg_test_ncases + 5] = (struct CMUnitTest)cmocka_unit_test(checker_catches_wrong_ops);
 	tests[tg_test_ncases + 6] = (struct CMUnitTest)cmocka_unit_test(embedding_ids_out_of_range);
 	tests[tg_test_ncases + 7] = (struct CMUnitTest)cmocka_unit_test(bad_input_is_refused);
+	tests[tg_test_ncases + 8] = (struct CMUnitTest)cmocka_unit_test(xent_reports_survive_reinit);
 	for (int i = 0; i < tg_test_ncases; i++) {
 		snprintf(names[i], sizeof names[i], "%s %s [%s]", tg_test_cases[i].op, tg_test_cases[i].label, BACKEND_NAME);
 		tests[i + 1] = (struct CMUnitTest){names[i], run_case, NULL, NULL, (void *)&tg_test_cases[i]};
