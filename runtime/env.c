@@ -7,7 +7,7 @@
  * process). So before starpu_init taskgrad
  *   - validates every number-valued StarPU variable (a clear error instead of an abort),
  *   - picks the directory of the performance models and checks that it can be written,
- *   - silences StarPU unless asked not to,
+ *   - silences StarPU unless asked not to (cfg->verbose, or the user's own STARPU_SILENT),
  *   - keeps StarPU's hands off the signals and remembers their dispositions,
  *   - works out how many CPU workers this machine can really run;
  * and after starpu_shutdown it restores the environment and the signal dispositions. */
@@ -688,7 +688,12 @@ static int pick_perfmodel_dir(tg_runtime_info *info)
 int tg_env_setup(const tg_config *cfg, tg_runtime_info *info)
 {
 	int rc = pick_perfmodel_dir(info);
-	if (rc == 0 && !cfg->verbose && !getenv("STARPU_SILENT"))
+	/* StarPU's messages: shown when asked for (cfg->verbose wins over STARPU_SILENT=1), else
+	 * as the user's STARPU_SILENT says, else silenced */
+	const char *silent = getenv("STARPU_SILENT");
+	if (rc == 0 && cfg->verbose && silent && strcmp(silent, "0") != 0)
+		rc = env_override_set(&overrides[0], "0");
+	else if (rc == 0 && !cfg->verbose && !silent)
 		rc = env_override_set(&overrides[0], "1");
 	if (rc < 0)
 		tg_env_restore();

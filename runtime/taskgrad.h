@@ -118,8 +118,9 @@ typedef struct tg_config {
 	                    * accumulations keep their order, and with CUDA workers each op runs
 	                    * where it has a CUDA implementation (else on CPUs), never both */
 	int profiling;     /* 1: enable StarPU's task profiling */
-	int verbose;       /* 1: let StarPU print its messages (calibration, warnings) on stderr;
-	                    * 0: StarPU is silenced unless STARPU_SILENT is set in the environment */
+	int verbose;       /* 1: let StarPU print its messages (calibration, warnings) on stderr,
+	                    * even when the environment has STARPU_SILENT=1; 0: StarPU is
+	                    * silenced unless STARPU_SILENT is set in the environment */
 	/* Tiles: an op works on its tensors in row tiles, one task per tile (see tg_tile_count).
 	 * tile_rows 0: automatic (tiles of at least 256 rows, at most max_tiles of them);
 	 * N > 0: tiles of N rows (the last may be smaller). max_tiles 0: two per worker. */
@@ -143,7 +144,8 @@ TG_API void tg_config_default(tg_config *cfg);
  *     $STARPU_HOME/.starpu/sampling if set (an error if it cannot be written), else
  *     $XDG_CACHE_HOME/taskgrad/starpu-X.Y or ~/.cache/taskgrad/starpu-X.Y, else a temporary
  *     directory (tg_runtime_info says so);
- *   - silences StarPU's messages unless cfg->verbose or STARPU_SILENT is set;
+ *   - silences StarPU's messages unless cfg->verbose (which also overrides STARPU_SILENT=1)
+ *     or STARPU_SILENT is set;
  *   - keeps StarPU's signal handlers out (unless STARPU_CATCH_SIGNALS is set) and restores
  *     the process's signal dispositions at tg_shutdown, so that a crash or a Ctrl-C ends the
  *     process however many times the runtime was started.

@@ -88,7 +88,8 @@ int tg_machine_threads_per_core(void);
  * STARPU_MAXCPUS. */
 int tg_env_max_cpu_workers(void);
 /* Before starpu_init: place the performance models (info->perfmodel_dir*) and silence StarPU
- * unless cfg->verbose; tg_env_restore (after starpu_shutdown) gives the environment back and
+ * unless cfg->verbose (which lets it speak even under the user's STARPU_SILENT=1) or the
+ * user's own STARPU_SILENT says otherwise; tg_env_restore (after starpu_shutdown) gives the environment back and
  * removes the temporary performance-model folder, if one was made. */
 int tg_env_setup(const tg_config *cfg, tg_runtime_info *info);
 void tg_env_restore(void);

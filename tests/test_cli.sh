@@ -193,6 +193,10 @@ done
 # --verbose lets StarPU speak (a fresh HOME: it calibrates the bus)
 run_in_home "$tmp/home2" train --sched dmda --steps 5 -q --verbose
 grep -q '^\[starpu\]' "$tmp/err" || fail "--verbose showed nothing of StarPU's on a first run"
+# ... even when the user's STARPU_SILENT=1 is set
+env -u STARPU_HOME -u XDG_CACHE_HOME HOME="$tmp/home4" STARPU_SILENT=1 "$tg" train --sched dmda --steps 5 -q --verbose \
+	>"$tmp/out" 2>"$tmp/err"
+grep -q '^\[starpu\]' "$tmp/err" || fail "--verbose under STARPU_SILENT=1 showed nothing of StarPU's on a first run"
 # no writable cache: one note, the run goes on, and its temporary folder (in $TMPDIR) is
 # removed at the end
 : > "$tmp/a-file"

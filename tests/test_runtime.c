@@ -954,8 +954,10 @@ static void quiet_unless_verbose(void **unused)
 {
 	(void)unused;
 	env_save();
-	char base[PATH_MAX], dir[PATH_MAX + 16];
+	char base[PATH_MAX], dir[PATH_MAX + 32];
 	scratch_dir(base, sizeof base, "quiet");
+	snprintf(dir, sizeof dir, "%s/home", base);
+	setenv("HOME", dir, 1); /* a cache for the runs below that do not name their own folder */
 	snprintf(dir, sizeof dir, "%s/silent", base);
 	char *text = stderr_of_a_run(0, dir);
 	if (text[0])
@@ -976,6 +978,17 @@ static void quiet_unless_verbose(void **unused)
 	assert_string_equal(getenv("STARPU_SILENT"), "0");
 	TG_OK_OR_FAIL(tg_shutdown());
 	assert_string_equal(getenv("STARPU_SILENT"), "0");
+	/* but asking for StarPU's messages wins over the user's STARPU_SILENT=1, for the run */
+	setenv("STARPU_SILENT", "1", 1);
+	snprintf(dir, sizeof dir, "%s/verbose-over-silent", base);
+	text = stderr_of_a_run(1, dir);
+	if (!strstr(text, "[starpu]"))
+		fail_msg("a verbose first run under STARPU_SILENT=1 printed nothing of StarPU's: '%s'", text);
+	assert_string_equal(getenv("STARPU_SILENT"), "1");
+	snprintf(dir, sizeof dir, "%s/silent-by-user", base);
+	text = stderr_of_a_run(0, dir);
+	if (text[0])
+		fail_msg("a quiet run under STARPU_SILENT=1 printed on stderr: %s", text);
 	env_give_back();
 }
 

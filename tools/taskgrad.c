@@ -52,7 +52,8 @@ static void usage_train(FILE *f)
 	        "  --log-every N     print the loss every N steps (default 100; 0: only the last)\n"
 	        "  --fast            let accumulations commute (not bit-reproducible across policies)\n"
 	        "  -q, --quiet       print only the final result\n"
-	        "  -v, --verbose     show StarPU's own messages (calibration, warnings) on stderr\n"
+	        "  -v, --verbose     show StarPU's own messages (calibration, warnings) on stderr, even\n"
+	        "                    under STARPU_SILENT=1\n"
 	        "  -h, --help        show this help\n");
 }
 
