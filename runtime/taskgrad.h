@@ -136,14 +136,16 @@ TG_API void tg_config_default(tg_config *cfg);
  * comes from StarPU workers. tg_init/tg_shutdown may be repeated in one process.
  *
  * Before StarPU starts, tg_init
- *   - refuses a StarPU variable of the environment that StarPU would abort on (a number
- *     variable such as STARPU_NCPU holding a non-number or a negative value);
+ *   - refuses a StarPU variable of the environment that StarPU would abort or crash on, or
+ *     read otherwise than it is written (a number variable such as STARPU_NCPU holding a
+ *     non-number or a negative value, a CPU this machine does not have, a malformed CPU list);
  *   - refuses more CPU workers than this machine has cores (from cfg or STARPU_NCPU alike:
  *     StarPU would bind two workers to one core), and more than StarPU was built for;
  *   - places StarPU's performance models and bus calibration: $STARPU_PERF_MODEL_DIR, else
  *     $STARPU_HOME/.starpu/sampling if set (an error if it cannot be written), else
  *     $XDG_CACHE_HOME/taskgrad/starpu-X.Y or ~/.cache/taskgrad/starpu-X.Y, else a temporary
- *     directory (tg_runtime_info says so);
+ *     directory (tg_runtime_info says so; tg_shutdown removes it), checking that StarPU's
+ *     folders can be made in it and that its file names there fit StarPU's buffers;
  *   - silences StarPU's messages unless cfg->verbose (which also overrides STARPU_SILENT=1)
  *     or STARPU_SILENT is set;
  *   - keeps StarPU's signal handlers out (unless STARPU_CATCH_SIGNALS is set) and restores

@@ -1,7 +1,9 @@
 /*
  * tg_test.h — what the tests share: starting the runtime for a test, the seed of fresh
  * random inputs, and small checks. Tests run under automake's parallel driver with
- * STARPU_HOME in the build tree and STARPU_SILENT=1 (tests/local.mk); exit 77 = SKIP.
+ * STARPU_HOME in the build tree and STARPU_SILENT unset (tests/local.mk): the library keeps
+ * StarPU quiet by itself (STARPU_SILENT=1 while it runs), and the tests check that it does;
+ * exit 77 = SKIP.
  */
 #ifndef TG_TEST_H
 #define TG_TEST_H
