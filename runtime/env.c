@@ -222,12 +222,6 @@ int tg_machine_cores(void)
 	return machine_count().cores;
 }
 
-int tg_machine_threads_per_core(void)
-{
-	machine m = machine_count();
-	return m.pus / m.cores; /* as StarPU computes it */
-}
-
 int tg_env_max_cpu_workers(void)
 {
 	long per_core = 1;
@@ -245,7 +239,7 @@ static int check_threads_per_core(const machine *m)
 	TG_TRY(tg_env_whole_number("STARPU_NTHREADS_PER_CORE", &n));
 	if (n < 0)
 		return 0;
-	int max = m->pus / m->cores;
+	int max = m->pus / m->cores; /* as StarPU computes it */
 	int placed = !getenv("STARPU_WORKERS_CPUID") && !getenv("STARPU_WORKERS_COREID");
 	if (n >= 1 && n <= max)
 		return 0;
@@ -283,9 +277,10 @@ static int check_main_thread_cpu(const machine *m)
 }
 
 /* STARPU_WORKERS_CPUID / _COREID: CPU (core) numbers and ranges ("0 2 4-7", "1,3", "2-": to the
- * last), separated by blanks or commas, as StarPU reads them with strtol. StarPU aborts on a
- * list whose first entry is not a number, crashes on a negative one, ignores whatever follows
- * something that is not a number, and wraps numbers beyond the machine's around. */
+ * last), separated by blanks or a comma, as StarPU reads them with strtol. StarPU aborts on a
+ * list whose first entry is not a number, crashes on a negative number, ignores whatever
+ * follows something else that is not a number, and wraps numbers beyond the machine's
+ * around. */
 static int check_cpu_list(const char *var, const char *what, int count)
 {
 	const char *s = getenv(var);
@@ -298,10 +293,12 @@ static int check_cpu_list(const char *var, const char *what, int count)
 			p++;
 		if (!*p)
 			break;
+		if (*p == '+' && p[1] >= '0' && p[1] <= '9')
+			p++; /* strtol takes a sign */
 		if (!(*p >= '0' && *p <= '9')) {
-			const char *starpu = first ? (*p == '-' && p[1] >= '0' && p[1] <= '9' ? "StarPU would crash on it"
-			                                                                         : "StarPU would abort on it")
-			                           : "StarPU would ignore the rest";
+			const char *starpu = *p == '-' && p[1] >= '0' && p[1] <= '9' ? "StarPU would crash on a negative number"
+			                     : first                                 ? "StarPU would abort on it"
+			                                                             : "StarPU would ignore the rest";
 			return tg_error(TG_EINVAL,
 			                "%s='%s' in the environment is not a list of %s numbers (numbers or ranges such as 0-3, "
 			                "separated by blanks or commas) from '%s' on (%s); fix or unset %s",
@@ -317,6 +314,8 @@ static int check_cpu_list(const char *var, const char *what, int count)
 		first = 0; /* StarPU has read an entry */
 		if (*p == '-') {
 			p++;
+			if (*p == '+' && p[1] >= '0' && p[1] <= '9')
+				p++;
 			if (*p >= '0' && *p <= '9') {
 				hi = 0;
 				while (*p >= '0' && *p <= '9') {

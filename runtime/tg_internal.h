@@ -80,10 +80,8 @@ int tg_require_init(const char *what);
 int tg_env_whole_number(const char *var, long *value);
 /* Every number-valued StarPU variable of the environment parses as StarPU needs it. */
 int tg_env_check_starpu_vars(void);
-/* CPU cores of this machine, as StarPU counts them (hwloc cores), and hardware threads per
- * core (hwloc PUs / cores, as StarPU computes it). */
+/* CPU cores of this machine, as StarPU counts them (hwloc cores). */
 int tg_machine_cores(void);
-int tg_machine_threads_per_core(void);
 /* The most CPU workers tg_init accepts: cores (times STARPU_NTHREADS_PER_CORE), at most
  * STARPU_MAXCPUS. */
 int tg_env_max_cpu_workers(void);

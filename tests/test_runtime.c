@@ -561,9 +561,11 @@ static void starpu_variables_starpu_would_abort_on(void **unused)
 		{"STARPU_MAIN_THREAD_CPUID", "-1", "negative"},
 		{"STARPU_MAIN_THREAD_COREID", "2147483647", "does not have"},
 		{"STARPU_WORKERS_CPUID", "abc", "would abort"},
-		{"STARPU_WORKERS_CPUID", "-1", "would crash"},
+		{"STARPU_WORKERS_CPUID", "-1", "would crash on a negative number"},
 		{"STARPU_WORKERS_CPUID", "0x", "would ignore the rest"},
 		{"STARPU_WORKERS_CPUID", "0,,1", "would ignore the rest"},
+		{"STARPU_WORKERS_CPUID", "0 -1", "would crash on a negative number"},
+		{"STARPU_WORKERS_CPUID", "0-0-1", "would crash on a negative number"},
 		{"STARPU_WORKERS_CPUID", "", "lists no CPU"},
 		{"STARPU_WORKERS_CPUID", " ", "lists no CPU"},
 		{"STARPU_WORKERS_CPUID", "0 2147483647", "does not have"},
@@ -618,6 +620,7 @@ static void starpu_variables_starpu_would_abort_on(void **unused)
 		const char *var, *value;
 	} good[] = {
 		{"STARPU_WORKERS_CPUID", "0"},    {"STARPU_WORKERS_CPUID", "0-"},      {"STARPU_WORKERS_CPUID", " 0, 0 "},
+		{"STARPU_WORKERS_CPUID", "+0"},
 		{"STARPU_WORKERS_COREID", "0-0"}, {"STARPU_MAIN_THREAD_CPUID", "0"}, {"STARPU_MAIN_THREAD_COREID", "0"},
 		{"STARPU_NTHREADS_PER_CORE", "1"}, {"STARPU_WATCHDOG_TIMEOUT", "100000000"},
 	};
