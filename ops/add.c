@@ -116,6 +116,7 @@ static int submit_bwd(const tg_node *fwd, int operand, const char *name, tg_tens
 	tg_spec_add(&s, dout, TG_R);
 	s.tile = TG_TILE_ROWS;
 	if (reduce) {
+		s.tile_on = 1;     /* dout's rows */
 		s.whole = 1u << 0; /* the column sums of every tile go to one row */
 		s.tile_args = accumulate_after_first;
 	}

@@ -139,6 +139,7 @@ static int bias_gelu_backward(const tg_node *fwd)
 		tg_spec_add(&s, x, TG_R);
 		tg_spec_add(&s, b, TG_R);
 		s.tile = TG_TILE_ROWS;
+		s.tile_on = 1; /* dout's rows; db goes whole to every tile */
 		s.whole = (1u << 0) | (1u << 3);
 		s.tile_args = accumulate_after_first;
 		TG_TRY(tg_submit(&s));

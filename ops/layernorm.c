@@ -272,6 +272,7 @@ static int submit_dwb(const tg_op_desc *op, const tg_node *fwd, int iw, int ib, 
 	tg_spec_add(&s, mean, TG_R);
 	tg_spec_add(&s, rstd, TG_R);
 	s.tile = TG_TILE_ROWS;
+	s.tile_on = 2; /* dout's rows; dw and db go whole to every tile */
 	s.whole = (1u << 0) | (1u << 1);
 	s.tile_args = accumulate_after_first;
 	return tg_submit(&s);

@@ -134,7 +134,8 @@ int tg_softmax_xent(tg_tensor *loss, tg_tensor *logits, tg_tensor *targets)
 	/* on GPUs: the report of a bad target (16 bytes), then the per-row losses */
 	s.scratch_bytes = 16 + (size_t)tg_tensor_rows(logits) * sizeof(float);
 	s.tile = TG_TILE_ROWS;
-	s.whole = 1u << 0;
+	s.tile_on = 1;     /* the logits' rows */
+	s.whole = 1u << 0; /* the loss: the first tile writes its share, the others add theirs */
 	s.tile_args = loss_tile;
 	return tg_submit(&s);
 }

@@ -24,6 +24,11 @@ static int check_operands(const tg_task_spec *s)
 	TG_CHECK(s->tile == TG_TILE_NONE || s->tile == TG_TILE_ROWS, TG_EINVAL, "%s: unknown tiling %u", name, s->tile);
 	TG_CHECK(s->tile_on >= 0 && s->tile_on < s->n, TG_EINVAL, "%s: tile_on %d is not an operand (0 to %d)", name,
 	         s->tile_on, s->n - 1);
+	/* tiles follow the rows of one operand: that one cannot go whole to every tile (the op
+	 * would silently run as one task) */
+	TG_CHECK(s->tile != TG_TILE_ROWS || !(s->whole & (1u << s->tile_on)), TG_EINVAL,
+	         "%s: tiles follow the rows of operand %d (tile_on), which is marked whole; set tile_on to the operand "
+	         "whose rows are split", name, s->tile_on);
 	for (int i = 0; i < s->n; i++) {
 		TG_CHECK(s->t[i], TG_EINVAL, "%s: operand %d is NULL", name, i);
 		TG_TRY(tg_tensor_check_usable(s->t[i], name));

@@ -395,6 +395,61 @@ static void embedding_ids_out_of_range(void **unused)
 	TG_OK_OR_FAIL(tg_set_tiling(0, 0));
 }
 
+/* tg_sum: the tree adds in one fixed order (the same bits as that order computed here, in one
+ * tile and tiled, with and without accumulate); the reductions add within rounding and leave
+ * their inputs alone. */
+static void sum_tree_and_redux(void **unused)
+{
+	(void)unused;
+	enum { R = 7, C = 5, NMAX = 9 };
+	const int ns[] = {1, 2, 3, 5, 8, 9};
+	static float xh[NMAX][R * C], want[R * C], got[R * C], out0[R * C], x0[R * C];
+	for (size_t t = 0; t < sizeof ns / sizeof *ns; t++)
+		for (int mode = 0; mode < 6; mode++) {
+			int n = ns[t], acc = mode & 1, tiled = (mode >> 1) & 1, redux = mode >= 4;
+			TG_OK_OR_FAIL(tiled ? tg_set_tiling(2, 0) : tg_set_tiling(0, 1));
+			TG_OK_OR_FAIL(tg_graph_reset());
+			tg_tensor *xs[NMAX], *out;
+			for (int i = 0; i < n; i++) {
+				tg_fill f = {TG_FILL_NORMAL, 0, 1, tg_test_seed("op harness"), 400 + (uint64_t)(i + 16 * mode)};
+				TG_OK_OR_FAIL(tg_fill_host(xh[i], R * C, &f));
+				TG_OK_OR_FAIL(tg_tensor_new_from_host(&xs[i], "x", TG_F32, TG_SHAPE(R, C), xh[i], sizeof xh[i]));
+			}
+			tg_fill fo = {TG_FILL_NORMAL, 0, 1, tg_test_seed("op harness"), 399};
+			TG_OK_OR_FAIL(tg_fill_host(out0, R * C, &fo));
+			TG_OK_OR_FAIL(tg_tensor_new_from_host(&out, "out", TG_F32, TG_SHAPE(R, C), out0, sizeof out0));
+			TG_OK_OR_FAIL(tg_sum(out, n, xs, redux ? TG_SUM_REDUX : TG_SUM_TREE, acc));
+			TG_OK_OR_FAIL(tg_tensor_to_host(out, got, sizeof got));
+			if (!redux) {
+				/* the tree, in float, as documented */
+				for (int step = 1; step < n; step *= 2)
+					for (int i = 0; i + step < n; i += 2 * step)
+						for (int e = 0; e < R * C; e++)
+							xh[i][e] += xh[i + step][e];
+				for (int e = 0; e < R * C; e++)
+					want[e] = acc ? out0[e] + xh[0][e] : xh[0][e];
+				if (memcmp(got, want, sizeof got))
+					fail_msg("tree sum of %d inputs (accumulate %d, tiled %d) differs from its order", n, acc, tiled);
+			} else {
+				for (int e = 0; e < R * C; e++) {
+					double w = acc ? out0[e] : 0, mag = acc ? fabs(out0[e]) : 0;
+					for (int i = 0; i < n; i++) {
+						w += xh[i][e];
+						mag += fabs(xh[i][e]);
+					}
+					if (fabs(got[e] - w) > 1e-6 * mag + 1e-30)
+						fail_msg("redux sum of %d inputs, element %d: %.9g, expected %.9g", n, e, (double)got[e], w);
+				}
+				TG_OK_OR_FAIL(tg_tensor_to_host(xs[0], x0, sizeof x0));
+				assert_memory_equal(x0, xh[0], sizeof x0);
+			}
+			for (int i = 0; i < n; i++)
+				tg_tensor_free(xs[i]);
+			tg_tensor_free(out);
+		}
+	TG_OK_OR_FAIL(tg_set_tiling(0, 0));
+}
+
 /* Bad input to the ops: an error naming the op and the values, and nothing recorded or
  * submitted. */
 static int tasks_now(void)
@@ -497,6 +552,16 @@ static void bad_input_is_refused(void **unused)
 	REFUSED(tg_sum(y, 1, (tg_tensor *[]){x}, 7, 0), TG_EINVAL, "sum: unknown way 7");
 	REFUSED(tg_sum(y, 2, (tg_tensor *[]){x, y}, TG_SUM_REDUX, 0), TG_EINVAL, "sum: the output 'y' is also input 1");
 
+	/* a spec that tiles on the rows of an operand it sends whole to every tile */
+	tg_task_spec sp = tg_spec(tg_ops_builtin(0), NULL, "bad_tiles", TG_PHASE_BWD, NULL, 0, 0);
+	tg_spec_add(&sp, w, TG_W);
+	tg_spec_add(&sp, x, TG_R);
+	sp.tile = TG_TILE_ROWS;
+	sp.whole = 1u << 0;
+	REFUSED(tg_submit(&sp), TG_EINVAL, "bad_tiles: tiles follow the rows of operand 0 (tile_on), which is marked whole");
+	sp.tile_on = 2;
+	REFUSED(tg_submit(&sp), TG_EINVAL, "bad_tiles: tile_on 2 is not an operand (0 to 1)");
+
 	tg_tensor *all[] = {x, y, w, b, v, m, ids, ids2, big, mean, rstd, att, qkv, h, c, g, pre, n2, n3, ao};
 	for (size_t i = 0; i < sizeof all / sizeof *all; i++)
 		tg_tensor_free(all[i]);
@@ -514,7 +579,7 @@ int main(void)
 		tg_shutdown();
 		return TG_TEST_SKIP;
 	}
-	enum { NEXTRA = 9 };
+	enum { NEXTRA = 10 };
 	int ntests = tg_test_ncases + NEXTRA;
 	struct CMUnitTest *tests = calloc((size_t)ntests, sizeof *tests);
 	char (*names)[160] = calloc((size_t)tg_test_ncases, sizeof *names);
@@ -527,6 +592,7 @@ int main(void)
 	tests[tg_test_ncases + 6] = (struct CMUnitTest)cmocka_unit_test(embedding_ids_out_of_range);
 	tests[tg_test_ncases + 7] = (struct CMUnitTest)cmocka_unit_test(bad_input_is_refused);
 	tests[tg_test_ncases + 8] = (struct CMUnitTest)cmocka_unit_test(xent_reports_survive_reinit);
+	tests[tg_test_ncases + 9] = (struct CMUnitTest)cmocka_unit_test(sum_tree_and_redux);
 	for (int i = 0; i < tg_test_ncases; i++) {
 		snprintf(names[i], sizeof names[i], "%s %s [%s]", tg_test_cases[i].op, tg_test_cases[i].label, BACKEND_NAME);
 		tests[i + 1] = (struct CMUnitTest){names[i], run_case, NULL, NULL, (void *)&tg_test_cases[i]};
