@@ -1,7 +1,15 @@
 # bench/: benchmarks that print figures (not run by make check; `make bench` builds them).
-EXTRA_PROGRAMS = bench/bench_overhead
+EXTRA_PROGRAMS = bench/bench_overhead bench/bench_ops
 bench_bench_overhead_SOURCES = bench/bench_overhead.c
 bench_bench_overhead_LDADD = libtaskgrad.la $(STARPU_LIBS)
+# bench_ops times the kernels themselves (ops/tg_kernels.h), which the shared library does not
+# export: it links libtaskgrad's static archive (libtool's -static links uninstalled libtool
+# libraries statically; it needs the static library, built unless --disable-static). Its
+# peer loops are compiled with the library's vectoriser flags.
+bench_bench_ops_SOURCES = bench/bench_ops.c
+bench_bench_ops_CFLAGS = $(AM_CFLAGS) $(TG_VECTOR_CFLAGS)
+bench_bench_ops_LDFLAGS = $(AM_LDFLAGS) -static
+bench_bench_ops_LDADD = libtaskgrad.la $(STARPU_LIBS) $(BLAS_LIBS) -lpthread -lm
 CLEANFILES += $(EXTRA_PROGRAMS)
 bench: $(EXTRA_PROGRAMS)
 .PHONY: bench

@@ -7,27 +7,42 @@
 
 /* ------------------------------------------------------------------ CPU kernels */
 
-/* u[j] = the uniform number of element e0 + j (j < n): one Philox block gives four */
-static void uniforms(float *restrict u, uint64_t seed, uint64_t step, uint64_t e0, int n)
+/* u[j] = the uniform number of element e0 + j (j < n <= DROPOUT_CHUNK): one Philox block
+ * gives four. The whole blocks run as a loop over blocks whose four words go to four arrays
+ * (each block independent of the others: the loop vectorises, 32 x 32 -> 64-bit products in
+ * vector lanes), then are interleaved into u; partial blocks at the ends one by one. */
+#define DROPOUT_CHUNK 256
+TG_INLINE void uniforms(float *restrict u, uint64_t seed, uint64_t step, uint64_t e0, int n)
 {
 	int j = 0;
 	for (; j < n && ((e0 + (uint64_t)j) & 3) != 0; j++)
 		u[j] = tg_philox_uniform(seed, step, e0 + (uint64_t)j);
-	const uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
-	for (; j + 4 <= n; j += 4) {
-		uint64_t block = (e0 + (uint64_t)j) >> 2;
-		const uint32_t ctr[4] = {(uint32_t)block, (uint32_t)(block >> 32), (uint32_t)step, (uint32_t)(step >> 32)};
-		uint32_t w[4];
-		tg_philox4x32_10(ctr, key, w);
-		for (int k = 0; k < 4; k++)
-			u[j + k] = (float)(w[k] >> 8) * 0x1p-24f;
+	const uint64_t b0 = (e0 + (uint64_t)j) >> 2;
+	const int nb = (n - j) / 4;
+	const uint32_t s0 = (uint32_t)step, s1 = (uint32_t)(step >> 32);
+	uint32_t w0[DROPOUT_CHUNK / 4], w1[DROPOUT_CHUNK / 4], w2[DROPOUT_CHUNK / 4], w3[DROPOUT_CHUNK / 4];
+	for (int b = 0; b < nb; b++) {
+		uint64_t block = b0 + (uint64_t)b;
+		uint32_t c0 = (uint32_t)block, c1 = (uint32_t)(block >> 32), c2 = s0, c3 = s1;
+		uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+		TG_PHILOX_10(c0, c1, c2, c3, k0, k1);
+		w0[b] = c0;
+		w1[b] = c1;
+		w2[b] = c2;
+		w3[b] = c3;
 	}
-	for (; j < n; j++)
+	for (int b = 0; b < nb; b++) {
+		float *restrict q = u + j + 4 * b;
+		q[0] = (float)(w0[b] >> 8) * 0x1p-24f;
+		q[1] = (float)(w1[b] >> 8) * 0x1p-24f;
+		q[2] = (float)(w2[b] >> 8) * 0x1p-24f;
+		q[3] = (float)(w3[b] >> 8) * 0x1p-24f;
+	}
+	for (j += 4 * nb; j < n; j++)
 		u[j] = tg_philox_uniform(seed, step, e0 + (uint64_t)j);
 }
 
 /* dst (=|+=) src * mask * scale, in chunks: the uniform numbers, then a loop of selects */
-#define DROPOUT_CHUNK 256
 static TG_VEC void dropout_rows(tg_mat dst, tg_mat src, const struct tg_dropout_args *a, int accumulate)
 {
 	const float p = a->p, scale = 1.0f / (1.0f - p);

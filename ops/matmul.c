@@ -7,9 +7,9 @@
  * Tiles (gemm_tasks): C by row tiles when its rows are X's rows; else, when X and Y share
  * their rows (weight gradients, X^T dY), by tiles of that summed dimension: the first tile
  * writes C, the others add to it in submission order (deterministic; the sum is split in T
- * partial products, so it rounds differently from one task); else C by column tiles (Y's
- * columns); else one task. Gradient rule: activation gradients are written, parameter
- * gradients accumulate. */
+ * partial products, so it rounds differently from one task), in one chain per worker, each on
+ * a row tile of C (see chains); else C by column tiles (op(Y)'s columns); else one task.
+ * Gradient rule: activation gradients are written, parameter gradients accumulate. */
 #include "tg_ops.h"
 
 /* ------------------------------------------------------------------ kernels */
@@ -57,6 +57,20 @@ static int gemm_task(struct starpu_codelet *cl, const char *name, tg_phase phase
 	return tg_submit(&s);
 }
 
+/* How many accumulation chains a product summed over T tiles runs in: one chain (T tasks in
+ * a row, each adding to C) leaves all but one worker idle unless other work is ready, so C is
+ * split by rows into one chain per worker (at most T, rows of C at least 64 each). Every
+ * element is still summed over the tiles in the same order: the result is that of one chain. */
+static int chains(const tg_tensor *c, int T)
+{
+	int64_t most = tg_tensor_rows(c) / 64;
+	tg_runtime_info info;
+	int R = tg_runtime_get_info(&info) == 0 ? info.ncpu + info.ncuda : 1;
+	R = R < T ? R : T;
+	R = R < most ? R : (int)most;
+	return R > 1 ? R : 1;
+}
+
 /* The op C (=|+=) op(X) op(Y), in tiles (see the top of this file). */
 static int gemm_tasks(struct starpu_codelet *cl, const char *name, tg_phase phase, tg_tensor *c, unsigned mode,
                       tg_tensor *x, int tx, tg_tensor *y, int ty)
@@ -73,13 +87,25 @@ static int gemm_tasks(struct starpu_codelet *cl, const char *name, tg_phase phas
 	if (tx && !ty && (T = tg_tile_count(tg_tensor_rows(x))) > 1) { /* the summed rows of X and Y */
 		TG_TRY(tg_tensor_partition(x, TG_SPLIT_ROWS, T, xt));
 		TG_TRY(tg_tensor_partition(y, TG_SPLIT_ROWS, T, yt));
-		for (int i = 0; i < T; i++)
-			TG_TRY(gemm_task(cl, name, phase, c, i == 0 ? mode : TG_ACC, xt[i], tx, yt[i], ty));
+		int R = chains(c, T);
+		if (R == 1) {
+			for (int i = 0; i < T; i++)
+				TG_TRY(gemm_task(cl, name, phase, c, i == 0 ? mode : TG_ACC, xt[i], tx, yt[i], ty));
+			return 0;
+		}
+		/* R chains, one per row tile of C (X's columns): C_r (=|+=) X_0[:, r]^T Y_0, += X_1[:, r]^T Y_1, ... */
+		tg_tensor *cr[TG_MAX_TILES], *xr[TG_MAX_TILES];
+		TG_TRY(tg_tensor_partition(c, TG_SPLIT_ROWS, R, cr));
+		for (int i = 0; i < T; i++) {
+			TG_TRY(tg_tensor_partition(xt[i], TG_SPLIT_COLS, R, xr));
+			for (int r = 0; r < R; r++)
+				TG_TRY(gemm_task(cl, name, phase, cr[r], i == 0 ? mode : TG_ACC, xr[r], tx, yt[i], ty));
+		}
 		return 0;
 	}
-	if (!ty && !overlap(x, y) && (T = tg_tile_count(tg_tensor_cols(c))) > 1) { /* columns of C and Y */
+	if (!overlap(x, y) && (T = tg_tile_count(tg_tensor_cols(c))) > 1) { /* columns of C and of op(Y) */
 		TG_TRY(tg_tensor_partition(c, TG_SPLIT_COLS, T, ct));
-		TG_TRY(tg_tensor_partition(y, TG_SPLIT_COLS, T, yt));
+		TG_TRY(tg_tensor_partition(y, ty ? TG_SPLIT_ROWS : TG_SPLIT_COLS, T, yt));
 		for (int i = 0; i < T; i++)
 			TG_TRY(gemm_task(cl, name, phase, ct[i], mode, x, tx, yt[i], ty));
 		return 0;

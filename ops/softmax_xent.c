@@ -21,23 +21,10 @@ static inline int32_t target_at(tg_mat t, int r)
 	return TG_MI(t)[(size_t)(r / t.cols) * (size_t)t.ld + (size_t)(r % t.cols)];
 }
 
-/* Max and sum of exp(x - max) of one row. */
-static void row_stats(const float *x, int v, float *max, double *sum)
+/* The rows' loss, sum_r logsumexp(logits[r]) - logits[r][t_r]: the row maximum, then the sum
+ * of exp(x - max) (tg_sumexp_row: float exponentials, double lanes), so huge logits stay exact. */
+static TG_VEC double xent_rows(tg_mat logits, tg_mat targets, const struct tg_softmax_xent_args *a)
 {
-	float m = x[0];
-	for (int j = 1; j < v; j++)
-		m = x[j] > m ? x[j] : m;
-	double s = 0.0;
-	for (int j = 0; j < v; j++)
-		s += exp((double)x[j] - m);
-	*max = m;
-	*sum = s;
-}
-
-void tg_softmax_xent_fwd_cpu(tg_mat loss, tg_mat logits, tg_mat targets, tg_mat scratch,
-                             const struct tg_softmax_xent_args *a)
-{
-	(void)scratch;
 	int v = logits.cols;
 	double total = 0.0;
 	for (int r = 0; r < logits.rows; r++) {
@@ -48,36 +35,53 @@ void tg_softmax_xent_fwd_cpu(tg_mat loss, tg_mat logits, tg_mat targets, tg_mat 
 			total = NAN;
 			continue;
 		}
-		float m;
-		double s;
-		row_stats(row, v, &m, &s);
-		total += (double)m + log(s) - (double)row[t];
+		float m = tg_max_row(row, v);
+		total += (double)m + log(tg_sumexp_row(row, m, v)) - (double)row[t];
 	}
-	float share = (float)(total / (double)a->total_rows);
+	return total;
+}
+
+void tg_softmax_xent_fwd_cpu(tg_mat loss, tg_mat logits, tg_mat targets, tg_mat scratch,
+                             const struct tg_softmax_xent_args *a)
+{
+	(void)scratch;
+	float share = (float)(xent_rows(logits, targets, a) / (double)a->total_rows);
 	TG_MF(loss)[0] = a->accumulate ? TG_MF(loss)[0] + share : share;
+}
+
+/* dlogits[r] (=|+=) scale * (softmax(logits[r]) - onehot(t_r)), scale = dloss / N; a row with
+ * a bad target gets NaN */
+static TG_VEC void xent_grad_rows(tg_mat dlogits, tg_mat logits, tg_mat targets, double scale,
+                                  const struct tg_softmax_xent_args *a)
+{
+	int v = logits.cols;
+	for (int r = 0; r < logits.rows; r++) {
+		const float *restrict row = TG_ROW(logits, r);
+		float *restrict drow = TG_ROW(dlogits, r);
+		int32_t t = target_at(targets, r);
+		if (t < 0 || t >= v) {
+			tg_task_error(TG_EINVAL, bad_target_fmt, (int)t, (int)(a->row0 + r), v);
+			for (int j = 0; j < v; j++)
+				drow[j] = NAN;
+			continue;
+		}
+		float m = tg_max_row(row, v);
+		float k = (float)(scale / tg_sumexp_row(row, m, v));
+		if (a->accumulate)
+			for (int j = 0; j < v; j++)
+				drow[j] += k * tg_expf(row[j] - m);
+		else
+			for (int j = 0; j < v; j++)
+				drow[j] = k * tg_expf(row[j] - m);
+		drow[t] -= (float)scale;
+	}
 }
 
 void tg_softmax_xent_bwd_cpu(tg_mat dlogits, tg_mat dloss, tg_mat logits, tg_mat targets, tg_mat scratch,
                              const struct tg_softmax_xent_args *a)
 {
 	(void)scratch;
-	int v = logits.cols;
-	double scale = (double)TG_MF(dloss)[0] / (double)a->total_rows;
-	for (int r = 0; r < logits.rows; r++) {
-		const float *row = TG_ROW(logits, r);
-		float *drow = TG_ROW(dlogits, r);
-		int32_t t = target_at(targets, r);
-		int valid = t >= 0 && t < v;
-		if (!valid)
-			tg_task_error(TG_EINVAL, bad_target_fmt, (int)t, (int)(a->row0 + r), v);
-		float m;
-		double s;
-		row_stats(row, v, &m, &s);
-		for (int j = 0; j < v; j++) {
-			double g = valid ? scale * (exp((double)row[j] - m) / s - (j == t ? 1.0 : 0.0)) : NAN;
-			drow[j] = a->accumulate ? drow[j] + (float)g : (float)g;
-		}
-	}
+	xent_grad_rows(dlogits, logits, targets, (double)TG_MF(dloss)[0] / (double)a->total_rows, a);
 }
 
 TG_OP_WRAPPERS(tg_softmax_xent_fwd, 4, struct tg_softmax_xent_args)

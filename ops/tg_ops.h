@@ -126,6 +126,19 @@ TG_INLINE float tg_max_row(const float *restrict x, int n)
 	return m;
 }
 
+/* sum_j exp(x[j] - m), the exponentials in float (tg_expf), the sum in double lanes */
+TG_INLINE double tg_sumexp_row(const float *restrict x, float m, int n)
+{
+	double acc[TG_LANES] = {0};
+	int j = 0;
+	for (; j + TG_LANES <= n; j += TG_LANES)
+		for (int k = 0; k < TG_LANES; k++)
+			acc[k] += tg_expf(x[j + k] - m);
+	for (int k = 0; j < n; j++, k++)
+		acc[k] += tg_expf(x[j] - m);
+	return tg_lanes_total(acc);
+}
+
 /* softmax in place over the first n of cols columns, the rest set to 0 (a causal row) */
 TG_INLINE void tg_softmax_row(float *restrict o, int n, int cols)
 {

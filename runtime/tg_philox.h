@@ -28,21 +28,27 @@
 		(k1) += 0xBB67AE85u;                                          \
 	} while (0)
 
-/* The ten rounds written out (no loop, no array): loops that call it vectorise. */
+/* the ten rounds, written out (no loop, no array), on words c0..c3 and key k0, k1 */
+#define TG_PHILOX_10(c0, c1, c2, c3, k0, k1)                      \
+	do {                                                      \
+		TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);          \
+		TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);          \
+		TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);          \
+		TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);          \
+		TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);          \
+		TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);          \
+		TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);          \
+		TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);          \
+		TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);          \
+		TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);          \
+	} while (0)
+
+/* One block: loops that call it vectorise. */
 TG_PHILOX_FN void tg_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4])
 {
 	uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
 	uint32_t k0 = key[0], k1 = key[1];
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_10(c0, c1, c2, c3, k0, k1);
 	out[0] = c0;
 	out[1] = c1;
 	out[2] = c2;
@@ -56,16 +62,7 @@ TG_PHILOX_FN float tg_philox_uniform(uint64_t seed, uint64_t step, uint64_t i)
 	uint64_t block = i >> 2;
 	uint32_t c0 = (uint32_t)block, c1 = (uint32_t)(block >> 32), c2 = (uint32_t)step, c3 = (uint32_t)(step >> 32);
 	uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
-	TG_PHILOX_ROUND(c0, c1, c2, c3, k0, k1);
+	TG_PHILOX_10(c0, c1, c2, c3, k0, k1);
 	unsigned w = (unsigned)(i & 3);
 	uint32_t word = w == 0 ? c0 : w == 1 ? c1 : w == 2 ? c2 : c3;
 	return (float)(word >> 8) * 0x1p-24f;

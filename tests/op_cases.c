@@ -967,6 +967,10 @@ const tg_check_case tg_test_cases[] = {
 	MATMUL("TT (17,1)^Tx(3,17)^T", TG_TRANS_A | TG_TRANS_B, F32G(17, 1), F32G(3, 17), F32(1, 3)),
 	MATMUL("NT rank 3 (2,3,17)x(5,17)^T", TG_TRANS_B, F32G(2, 3, 17), F32G(5, 17), F32(2, 3, 5)),
 	MATMUL("NN only b needs a gradient (3,17)x(17,129)", 0, F32(3, 17), F32G(17, 129), F32(3, 129)),
+	/* 130 rows in the summed product (forward TN, backward dB of NN): one accumulation chain
+	 * per worker, each on a row tile of the output (matmul.c, chains) */
+	MATMUL("TN chains (9,130)^Tx(9,5)", TG_TRANS_A, F32G(9, 130), F32G(9, 5), F32(130, 5)),
+	MATMUL("NN chains in dB (9,130)x(130,3)", 0, F32G(9, 130), F32G(130, 3), F32(9, 3)),
 	{"matmul", "NT same operand x x^T (17,3)", 1, {F32G(17, 3)}, 1, {F32(17, 17)}, 0, {0}, run_matmul,
 	 ref_matmul_fwd, ref_matmul_bwd, TG_TRANS_B | SAME_OPERAND, {0}, NULL, 0, 0},
 	ADD("same shape (3,17)", F32G(3, 17), F32G(3, 17)),
