@@ -53,51 +53,6 @@ static void gemm_rm(cublasHandle_t h, int ta, int tb, int m, int n, int k, float
 
 /* ------------------------------------------------------------------ row kernels */
 
-static int row_threads(int cols)
-{
-	int t = 32;
-	while (t < cols && t < 256)
-		t *= 2;
-	return t;
-}
-
-static __device__ float warp_sum(float v)
-{
-	for (int o = 16; o > 0; o >>= 1)
-		v += __shfl_xor_sync(0xffffffffu, v, o);
-	return v;
-}
-
-static __device__ float warp_max(float v)
-{
-	for (int o = 16; o > 0; o >>= 1)
-		v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-	return v;
-}
-
-/* block-wide sum and max, the same bits in every thread (sh: 32 floats of shared memory) */
-static __device__ float block_sum(float v, float *sh)
-{
-	v = warp_sum(v);
-	__syncthreads(); /* sh is free: the previous call's reads are done */
-	if ((threadIdx.x & 31) == 0)
-		sh[threadIdx.x >> 5] = v;
-	__syncthreads();
-	int lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
-	return warp_sum(lane < nwarps ? sh[lane] : 0.0f);
-}
-
-static __device__ float block_max(float v, float *sh)
-{
-	v = warp_max(v);
-	__syncthreads();
-	if ((threadIdx.x & 31) == 0)
-		sh[threadIdx.x >> 5] = v;
-	__syncthreads();
-	int lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
-	return warp_max(lane < nwarps ? sh[lane] : -INFINITY);
-}
-
 /* Block r: row r of att (query t = r mod T, already scaled) becomes its causal softmax, in
  * place; keys j > t get exactly 0 and are left out of the max and the sum. Each thread
  * rewrites only the elements it read. */
@@ -109,11 +64,11 @@ static __global__ void causal_softmax_kernel(float *att, int lda, int T)
 	float m = -INFINITY;
 	for (int j = threadIdx.x; j < n; j += blockDim.x)
 		m = fmaxf(m, row[j]);
-	m = block_max(m, sh);
+	m = tg_block_max(m, sh);
 	float s = 0.0f;
 	for (int j = threadIdx.x; j < n; j += blockDim.x)
 		s += expf(row[j] - m);
-	float inv = 1.0f / block_sum(s, sh);
+	float inv = 1.0f / tg_block_sum(s, sh);
 	for (int j = threadIdx.x; j < T; j += blockDim.x)
 		row[j] = j < n ? expf(row[j] - m) * inv : 0.0f;
 }
@@ -129,7 +84,7 @@ static __global__ void dpre_kernel(float *d, const float *att, int lda, int T)
 	float s = 0.0f;
 	for (int j = threadIdx.x; j < n; j += blockDim.x)
 		s += dr[j] * ar[j];
-	s = block_sum(s, sh);
+	s = tg_block_sum(s, sh);
 	for (int j = threadIdx.x; j < T; j += blockDim.x)
 		dr[j] = j < n ? ar[j] * (dr[j] - s) : 0.0f;
 }
@@ -147,7 +102,7 @@ extern "C" void tg_attention_fwd_cuda(tg_mat out, tg_mat att, tg_mat q, tg_mat k
 	long long att_stride = (long long)T * att.ld;
 	gemm_rm(h, 0, 1, T, T, d, a->scale, TG_MF(q), q.ld, d, TG_MF(k), k.ld, d, 0.0f, TG_MF(att), att.ld, att_stride,
 	        H);
-	causal_softmax_kernel<<<H * T, row_threads(T), 0, st>>>(TG_MF(att), att.ld, T);
+	causal_softmax_kernel<<<H * T, tg_row_threads(T), 0, st>>>(TG_MF(att), att.ld, T);
 	TG_CUDA_LAUNCH_CHECK();
 	if (d > 0)
 		gemm_rm(h, 0, 0, T, d, T, 1.0f, TG_MF(att), att.ld, att_stride, TG_MF(v), v.ld, d, 0.0f, TG_MF(out), out.ld,
@@ -190,7 +145,7 @@ extern "C" void tg_attention_bwd_qk_cuda(tg_mat dq, tg_mat dk, tg_mat dout, tg_m
 		const float *att_g = TG_MF(att) + (int64_t)h0 * att_stride;
 		gemm_rm(h, 0, 1, T, T, d, 1.0f, TG_MF(dout) + col, dout.ld, d, TG_MF(v) + col, v.ld, d, 0.0f, dp, T,
 		        dp_stride, g);
-		dpre_kernel<<<g * T, row_threads(T), 0, st>>>(dp, att_g, att.ld, T);
+		dpre_kernel<<<g * T, tg_row_threads(T), 0, st>>>(dp, att_g, att.ld, T);
 		TG_CUDA_LAUNCH_CHECK();
 		gemm_rm(h, 0, 0, T, d, T, a->scale, dp, T, dp_stride, TG_MF(k) + col, k.ld, d, beta, TG_MF(dq) + col, dq.ld,
 		        d, g);

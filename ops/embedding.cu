@@ -67,14 +67,6 @@ static __global__ void embedding_bwd_kernel(float *dtable, int ldd, int V, const
 	}
 }
 
-static int row_threads(int cols)
-{
-	int t = 32;
-	while (t < cols && t < 256)
-		t *= 2;
-	return t;
-}
-
 extern "C" void tg_embedding_fwd_cuda(tg_mat out, tg_mat table, tg_mat ids, tg_mat scratch,
                                       const struct tg_embedding_args *a, cudaStream_t st)
 {
@@ -82,7 +74,7 @@ extern "C" void tg_embedding_fwd_cuda(tg_mat out, tg_mat table, tg_mat ids, tg_m
 		return;
 	tg_cuda_report *report = (tg_cuda_report *)scratch.p;
 	tg_cuda_report_clear(report, st);
-	embedding_fwd_kernel<<<out.rows, row_threads(out.cols), 0, st>>>(TG_MF(out), out.ld, TG_MF(table), table.ld,
+	embedding_fwd_kernel<<<out.rows, tg_row_threads(out.cols), 0, st>>>(TG_MF(out), out.ld, TG_MF(table), table.ld,
 	                                                                  table.rows, TG_MI(ids), ids.cols, ids.ld,
 	                                                                  out.cols, (int)a->row0, report);
 	TG_CUDA_LAUNCH_CHECK();

@@ -14,36 +14,6 @@
 #include "tg_kernels.h"
 #include "tg_math.h"
 
-/* threads per row block: a power of two from 32 to 256, enough for the row's columns */
-static int row_threads(int cols)
-{
-	int t = 32;
-	while (t < cols && t < 256)
-		t *= 2;
-	return t;
-}
-
-static __device__ float warp_sum(float v)
-{
-	for (int o = 16; o > 0; o >>= 1)
-		v += __shfl_xor_sync(0xffffffffu, v, o);
-	return v;
-}
-
-/* Sum over the block, the same bits in every thread: a butterfly in each warp (every lane
- * ends with the same value, float addition commutes), then the warps' sums, in a fixed order.
- * sh: 32 floats of shared memory; blockDim.x a multiple of 32. */
-static __device__ float block_sum(float v, float *sh)
-{
-	v = warp_sum(v);
-	__syncthreads(); /* sh is free: the previous call's reads are done */
-	if ((threadIdx.x & 31) == 0)
-		sh[threadIdx.x >> 5] = v;
-	__syncthreads();
-	int lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
-	return warp_sum(lane < nwarps ? sh[lane] : 0.0f);
-}
-
 /* Block r normalises row r of x = a (+ res when res is not NULL; then sum = x is written). */
 static __global__ void layernorm_fwd_kernel(float *sum, int lds, float *out, int ldo, float *mean, float *rstd,
                                             const float *a, int lda, const float *res, int ldr, const float *w,
@@ -61,13 +31,13 @@ static __global__ void layernorm_fwd_kernel(float *sum, int lds, float *out, int
 			sum[(int64_t)r * lds + c] = x;
 		s += x;
 	}
-	float m = block_sum(s, sh) / (float)cols;
+	float m = tg_block_sum(s, sh) / (float)cols;
 	float q = 0.0f;
 	for (int c = threadIdx.x; c < cols; c += blockDim.x) {
 		float d = (rr ? ar[c] + rr[c] : ar[c]) - m;
 		q += d * d;
 	}
-	float rs = 1.0f / sqrtf(block_sum(q, sh) / (float)cols + eps);
+	float rs = 1.0f / sqrtf(tg_block_sum(q, sh) / (float)cols + eps);
 	if (threadIdx.x == 0) {
 		mean[r] = m;
 		rstd[r] = rs;
@@ -95,8 +65,8 @@ static __global__ void layernorm_bwd_dx_kernel(float *dx, int ldd, const float *
 		sd += dxhat;
 		sdx += dxhat * xhat;
 	}
-	float mean_d = block_sum(sd, sh) / (float)cols;
-	float mean_dx = block_sum(sdx, sh) / (float)cols;
+	float mean_d = tg_block_sum(sd, sh) / (float)cols;
+	float mean_dx = tg_block_sum(sdx, sh) / (float)cols;
 	for (int c = threadIdx.x; c < cols; c += blockDim.x) {
 		float xhat = (xr[c] - m) * s;
 		float v = s * (g[c] * w[c] - mean_d - xhat * mean_dx);
@@ -130,7 +100,7 @@ extern "C" void tg_layernorm_fwd_cuda(tg_mat out, tg_mat mean, tg_mat rstd, tg_m
 {
 	if (x.rows <= 0 || x.cols <= 0)
 		return;
-	layernorm_fwd_kernel<<<x.rows, row_threads(x.cols), 0, st>>>(NULL, 0, TG_MF(out), out.ld, TG_MF(mean),
+	layernorm_fwd_kernel<<<x.rows, tg_row_threads(x.cols), 0, st>>>(NULL, 0, TG_MF(out), out.ld, TG_MF(mean),
 	                                                               TG_MF(rstd), TG_MF(x), x.ld, NULL, 0, TG_MF(w),
 	                                                               TG_MF(b), x.cols, a->eps);
 	TG_CUDA_LAUNCH_CHECK();
@@ -141,7 +111,7 @@ extern "C" void tg_add_layernorm_fwd_cuda(tg_mat sum, tg_mat out, tg_mat mean, t
 {
 	if (a.rows <= 0 || a.cols <= 0)
 		return;
-	layernorm_fwd_kernel<<<a.rows, row_threads(a.cols), 0, st>>>(TG_MF(sum), sum.ld, TG_MF(out), out.ld, TG_MF(mean),
+	layernorm_fwd_kernel<<<a.rows, tg_row_threads(a.cols), 0, st>>>(TG_MF(sum), sum.ld, TG_MF(out), out.ld, TG_MF(mean),
 	                                                               TG_MF(rstd), TG_MF(a), a.ld, TG_MF(r), r.ld,
 	                                                               TG_MF(w), TG_MF(b), a.cols, args->eps);
 	TG_CUDA_LAUNCH_CHECK();
@@ -152,7 +122,7 @@ extern "C" void tg_layernorm_bwd_dx_cuda(tg_mat dx, tg_mat dout, tg_mat x, tg_ma
 {
 	if (x.rows <= 0 || x.cols <= 0)
 		return;
-	layernorm_bwd_dx_kernel<<<x.rows, row_threads(x.cols), 0, st>>>(
+	layernorm_bwd_dx_kernel<<<x.rows, tg_row_threads(x.cols), 0, st>>>(
 		TG_MF(dx), dx.ld, TG_MF(dout), dout.ld, TG_MF(x), x.ld, TG_MF(mean), TG_MF(rstd), TG_MF(w),
 		a->has_extra ? TG_MF(extra) : NULL, extra.ld, x.cols, a->accumulate);
 	TG_CUDA_LAUNCH_CHECK();

@@ -60,7 +60,8 @@ static int gemm_task(struct starpu_codelet *cl, const char *name, tg_phase phase
 /* How many accumulation chains a product summed over T tiles runs in: one chain (T tasks in
  * a row, each adding to C) leaves all but one worker idle unless other work is ready, so C is
  * split by rows into one chain per worker (at most T, rows of C at least 64 each). Every
- * element is still summed over the tiles in the same order: the result is that of one chain. */
+ * element is still summed over the tiles in the same order, but the BLAS may round the edge
+ * rows of a row tile in another kernel: within rounding of one chain (tests/test_determinism). */
 static int chains(const tg_tensor *c, int T)
 {
 	int64_t most = tg_tensor_rows(c) / 64;

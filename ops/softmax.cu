@@ -13,54 +13,6 @@
 #include "tg_kernels.h"
 #include "tg_math.h"
 
-/* threads per row block: a power of two from 32 to 256, enough for the row's columns */
-static int row_threads(int cols)
-{
-	int t = 32;
-	while (t < cols && t < 256)
-		t *= 2;
-	return t;
-}
-
-/* Block-wide sum and max, the same bits in every thread: a butterfly in each warp (every lane
- * ends with the same value), then the warps' values in a fixed order. sh: 32 floats of
- * shared memory; blockDim.x a multiple of 32. */
-static __device__ float warp_sum(float v)
-{
-	for (int o = 16; o > 0; o >>= 1)
-		v += __shfl_xor_sync(0xffffffffu, v, o);
-	return v;
-}
-
-static __device__ float warp_max(float v)
-{
-	for (int o = 16; o > 0; o >>= 1)
-		v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-	return v;
-}
-
-static __device__ float block_sum(float v, float *sh)
-{
-	v = warp_sum(v);
-	__syncthreads(); /* sh is free: the previous call's reads are done */
-	if ((threadIdx.x & 31) == 0)
-		sh[threadIdx.x >> 5] = v;
-	__syncthreads();
-	int lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
-	return warp_sum(lane < nwarps ? sh[lane] : 0.0f);
-}
-
-static __device__ float block_max(float v, float *sh)
-{
-	v = warp_max(v);
-	__syncthreads();
-	if ((threadIdx.x & 31) == 0)
-		sh[threadIdx.x >> 5] = v;
-	__syncthreads();
-	int lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
-	return warp_max(lane < nwarps ? sh[lane] : -INFINITY);
-}
-
 static __global__ void softmax_fwd_kernel(float *out, int ldo, const float *x, int ldx, int cols, float scale,
                                           int64_t causal_T, int64_t row0)
 {
@@ -76,11 +28,11 @@ static __global__ void softmax_fwd_kernel(float *out, int ldo, const float *x, i
 	float m = -INFINITY;
 	for (int j = threadIdx.x; j < n; j += blockDim.x)
 		m = fmaxf(m, scale * xr[j]);
-	m = block_max(m, sh);
+	m = tg_block_max(m, sh);
 	float s = 0.0f;
 	for (int j = threadIdx.x; j < n; j += blockDim.x)
 		s += expf(scale * xr[j] - m);
-	float inv = 1.0f / block_sum(s, sh);
+	float inv = 1.0f / tg_block_sum(s, sh);
 	for (int j = threadIdx.x; j < cols; j += blockDim.x)
 		o[j] = j < n ? expf(scale * xr[j] - m) * inv : 0.0f;
 }
@@ -95,7 +47,7 @@ static __global__ void softmax_bwd_kernel(float *dx, int ldd, const float *dy, i
 	float dot = 0.0f;
 	for (int j = threadIdx.x; j < cols; j += blockDim.x)
 		dot += yr[j] * g[j];
-	dot = block_sum(dot, sh);
+	dot = tg_block_sum(dot, sh);
 	for (int j = threadIdx.x; j < cols; j += blockDim.x) {
 		float v = scale * yr[j] * (g[j] - dot);
 		d[j] = accumulate ? d[j] + v : v;
@@ -106,7 +58,7 @@ extern "C" void tg_softmax_fwd_cuda(tg_mat out, tg_mat x, const struct tg_softma
 {
 	if (x.rows <= 0 || x.cols <= 0)
 		return;
-	softmax_fwd_kernel<<<x.rows, row_threads(x.cols), 0, st>>>(TG_MF(out), out.ld, TG_MF(x), x.ld, x.cols, a->scale,
+	softmax_fwd_kernel<<<x.rows, tg_row_threads(x.cols), 0, st>>>(TG_MF(out), out.ld, TG_MF(x), x.ld, x.cols, a->scale,
 	                                                            a->causal_T, a->row0);
 	TG_CUDA_LAUNCH_CHECK();
 }
@@ -115,7 +67,7 @@ extern "C" void tg_softmax_bwd_cuda(tg_mat dx, tg_mat dy, tg_mat y, const struct
 {
 	if (y.rows <= 0 || y.cols <= 0)
 		return;
-	softmax_bwd_kernel<<<y.rows, row_threads(y.cols), 0, st>>>(TG_MF(dx), dx.ld, TG_MF(dy), dy.ld, TG_MF(y), y.ld,
+	softmax_bwd_kernel<<<y.rows, tg_row_threads(y.cols), 0, st>>>(TG_MF(dx), dx.ld, TG_MF(dy), dy.ld, TG_MF(y), y.ld,
 	                                                            y.cols, a->scale, a->accumulate);
 	TG_CUDA_LAUNCH_CHECK();
 }

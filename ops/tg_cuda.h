@@ -54,6 +54,55 @@ enum { TG_SITE_XENT_FWD = 0, TG_SITE_XENT_BWD = 1, TG_SITE_EMBED_FWD = 2, TG_SIT
 void tg_cuda_report_clear(tg_cuda_report *dev, cudaStream_t stream);
 void tg_cuda_report_check(const tg_cuda_report *dev, int site, const char *fmt, cudaStream_t stream);
 #ifdef __CUDACC__
+/* Row kernels: one block per row, tg_row_threads(cols) threads (a power of two from 32 to
+ * 256, enough for the row's columns). */
+static inline int tg_row_threads(int cols)
+{
+	int t = 32;
+	while (t < cols && t < 256)
+		t *= 2;
+	return t;
+}
+
+/* Block-wide sum and max, the same bits in every thread: a butterfly in each warp (every lane
+ * ends with the same value, float addition commutes), then the warps' values in a fixed
+ * order. sh: 32 floats of shared memory; blockDim.x a multiple of 32. */
+static __device__ inline float tg_warp_sum(float v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+
+static __device__ inline float tg_warp_max(float v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+	return v;
+}
+
+static __device__ inline float tg_block_sum(float v, float *sh)
+{
+	v = tg_warp_sum(v);
+	__syncthreads(); /* sh is free: the previous call's reads are done */
+	if ((threadIdx.x & 31) == 0)
+		sh[threadIdx.x >> 5] = v;
+	__syncthreads();
+	int lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
+	return tg_warp_sum(lane < nwarps ? sh[lane] : 0.0f);
+}
+
+static __device__ inline float tg_block_max(float v, float *sh)
+{
+	v = tg_warp_max(v);
+	__syncthreads();
+	if ((threadIdx.x & 31) == 0)
+		sh[threadIdx.x >> 5] = v;
+	__syncthreads();
+	int lane = threadIdx.x & 31, nwarps = blockDim.x >> 5;
+	return tg_warp_max(lane < nwarps ? sh[lane] : -INFINITY);
+}
+
 static __device__ inline void tg_cuda_report_raise(tg_cuda_report *r, int a, int b, int c)
 {
 	if (atomicCAS(&r->code, 0, 1) == 0) {

@@ -27,7 +27,8 @@ TG_HD float tg_expf(float x)
 	return expf(x);
 #else
 	const float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-	float xc = x > 88.3762626647949f ? 88.3762626647949f : (x < -87.3365447504f ? -87.3365447504f : x);
+	/* clamped, and NaN replaced (a NaN must not reach the conversion to int below) */
+	float xc = x < 88.3762626647949f ? (x > -87.3365447504f ? x : -87.3365447504f) : 88.3762626647949f;
 	float k = (xc * log2e + 12582912.0f) - 12582912.0f; /* round to nearest, without a call */
 	float r = xc - k * ln2_hi - k * ln2_lo;
 	float p = 1.9875691500E-4f;

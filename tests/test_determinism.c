@@ -14,7 +14,9 @@
  *     (so the contributions are summed in the reverse order) gives different bits, so these
  *     values do depend on the order;
  *   - fast mode (accumulations commute): the runs agree within rounding, whatever order
- *     StarPU chose, and their accumulations are recorded (and submitted) as commuting.
+ *     StarPU chose, and their accumulations are recorded (and submitted) as commuting;
+ *   - a weight gradient split in one accumulation chain per worker agrees with one chain within
+ *     rounding, and gives the same bits under every policy.
  */
 #include "tg_test.h"
 
@@ -201,11 +203,75 @@ static void fast_mode_commutes_within_rounding(void **unused)
 	              differing, runs);
 }
 
+/* A weight gradient dW = X^T dY summed over T token tiles runs as one accumulation chain per
+ * worker, each on a row tile of dW (ops/matmul.c). Every element is summed over the tiles in
+ * the same order, but the BLAS rounds a tile's edge rows in other kernels, so the result agrees
+ * with one chain within rounding, and is the same bits under every policy for a worker count. */
+static void chained_weight_gradient(const char *sched, int ncpu, float *dw, int *tasks)
+{
+	enum { ROWS = 64, IN = 130, OUT = 40 };
+	TG_TEST_INIT(sched, ncpu, 0);
+	TG_OK_OR_FAIL(tg_set_tiling(8, 0)); /* 8 token tiles */
+	tg_tensor *x, *dy, *w;
+	TG_OK_OR_FAIL(tg_tensor_new_filled(&x, "x", TG_F32, TG_SHAPE(ROWS, IN), &(tg_fill){TG_FILL_NORMAL, 0, 1, seed, 1}));
+	TG_OK_OR_FAIL(tg_tensor_new_filled(&dy, "dy", TG_F32, TG_SHAPE(ROWS, OUT), &(tg_fill){TG_FILL_NORMAL, 0, 1, seed, 2}));
+	TG_OK_OR_FAIL(tg_tensor_new(&w, "dw", TG_F32, TG_SHAPE(IN, OUT)));
+	TG_OK_OR_FAIL(tg_matmul(w, x, dy, TG_TRANS_A));
+	TG_OK_OR_FAIL(tg_tensor_to_host(w, dw, sizeof(float) * IN * OUT));
+	tg_graph *g;
+	TG_OK_OR_FAIL(tg_graph_take(&g));
+	*tasks = 0;
+	for (int i = 0; i < tg_graph_num_nodes(g); i++) {
+		tg_graph_node_info info;
+		TG_OK_OR_FAIL(tg_graph_node(g, i, &info));
+		*tasks += !strcmp(info.op, "matmul") && info.op_id >= 0;
+	}
+	tg_graph_free(g);
+	tg_tensor_free(x);
+	tg_tensor_free(dy);
+	tg_tensor_free(w);
+	TG_OK_OR_FAIL(tg_shutdown());
+}
+
+static void weight_gradient_chains(void **unused)
+{
+	(void)unused;
+	seed = tg_test_seed("determinism");
+	int most = max_workers();
+	if (most < 2) {
+		print_message("one CPU worker: a weight gradient runs as one chain; nothing to compare\n");
+		skip();
+	}
+	enum { N = 130 * 40 };
+	static float one[N], several[N], first[N];
+	int tasks_one, tasks_several;
+	chained_weight_gradient("eager", 1, one, &tasks_one);
+	assert_int_equal(tasks_one, 8); /* one chain of 8 tiles */
+	static const char *const policies[] = {"eager", "lws", "dmda"};
+	for (int p = 0; p < 3; p++) {
+		chained_weight_gradient(policies[p], most, several, &tasks_several);
+		assert_int_equal(tasks_several, 16); /* two chains (130 rows of dW: at most 2 of 64 rows) */
+		double worst = 0, scale = 1e-30;
+		for (int i = 0; i < N; i++) {
+			scale = fmax(scale, fabs(one[i]));
+			worst = fmax(worst, fabs((double)several[i] - one[i]));
+		}
+		if (!(worst / scale < 1e-6))
+			fail_msg("%s with %d CPU workers: dW differs from one chain by %.3g relative", policies[p], most,
+			         worst / scale);
+		if (p == 0)
+			memcpy(first, several, sizeof first);
+		else if (memcmp(first, several, sizeof first) != 0)
+			fail_msg("%s with %d CPU workers: dW differs in bits from eager with as many", policies[p], most);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(deterministic_mode_is_bit_identical_and_order_sensitive),
 		cmocka_unit_test(fast_mode_commutes_within_rounding),
+		cmocka_unit_test(weight_gradient_chains),
 	};
 	return cmocka_run_group_tests_name("determinism", tests, NULL, NULL);
 }
