@@ -88,7 +88,7 @@ static int gemm_tasks(struct starpu_codelet *cl, const char *name, tg_phase phas
 	if (tx && !ty && (T = tg_tile_count(tg_tensor_rows(x))) > 1) { /* the summed rows of X and Y */
 		TG_TRY(tg_tensor_partition(x, TG_SPLIT_ROWS, T, xt));
 		TG_TRY(tg_tensor_partition(y, TG_SPLIT_ROWS, T, yt));
-		int R = chains(c, T);
+		int R = overlap(x, y) ? 1 : chains(c, T); /* X^T X: X cannot be in parts and whole in one task */
 		if (R == 1) {
 			for (int i = 0; i < T; i++)
 				TG_TRY(gemm_task(cl, name, phase, c, i == 0 ? mode : TG_ACC, xt[i], tx, yt[i], ty));

@@ -973,6 +973,10 @@ const tg_check_case tg_test_cases[] = {
 	MATMUL("NN chains in dB (9,130)x(130,3)", 0, F32G(9, 130), F32G(130, 3), F32(9, 3)),
 	{"matmul", "NT same operand x x^T (17,3)", 1, {F32G(17, 3)}, 1, {F32(17, 17)}, 0, {0}, run_matmul,
 	 ref_matmul_fwd, ref_matmul_bwd, TG_TRANS_B | SAME_OPERAND, {0}, NULL, 0, 0},
+	/* x^T x summed over tiled rows, with 130 output rows: one accumulation chain (x cannot be
+	 * split into column parts while the same task reads it whole) */
+	{"matmul", "TN same operand x^T x (9,130)", 1, {F32G(9, 130)}, 1, {F32(130, 130)}, 0, {0}, run_matmul,
+	 ref_matmul_fwd, ref_matmul_bwd, TG_TRANS_A | SAME_OPERAND, {0}, NULL, 0, 0},
 	ADD("same shape (3,17)", F32G(3, 17), F32G(3, 17)),
 	ADD("bias (129,17)+(17)", F32G(129, 17), F32G(17)),
 	ADD("bias rank 3 (2,3,17)+(17)", F32G(2, 3, 17), F32G(17)),
