@@ -19,8 +19,10 @@
 #define TG_HD static inline
 #endif
 
-/* exp(x): x = k ln2 + r, |r| <= ln2/2, 2^k from the exponent bits, exp(r) by a degree-7
- * polynomial (Cephes' expf coefficients); overflow to inf, underflow to 0, NaN stays NaN. */
+/* exp(x): x = k ln2 + r, |r| <= ln2/2, exp(r) by a degree-7 polynomial (Cephes' expf
+ * coefficients), times 2^k as two powers of two built from the exponent bits (so that k runs
+ * from -150 to 128: results near FLT_MAX and subnormal results are right); inf beyond
+ * ln(FLT_MAX), 0 below ln of half the smallest subnormal, NaN stays NaN. */
 TG_HD float tg_expf(float x)
 {
 #ifdef __CUDA_ARCH__
@@ -28,7 +30,7 @@ TG_HD float tg_expf(float x)
 #else
 	const float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
 	/* clamped, and NaN replaced (a NaN must not reach the conversion to int below) */
-	float xc = x < 88.3762626647949f ? (x > -87.3365447504f ? x : -87.3365447504f) : 88.3762626647949f;
+	float xc = x < 88.75f ? (x > -104.0f ? x : -104.0f) : 88.75f;
 	float k = (xc * log2e + 12582912.0f) - 12582912.0f; /* round to nearest, without a call */
 	float r = xc - k * ln2_hi - k * ln2_lo;
 	float p = 1.9875691500E-4f;
@@ -38,11 +40,13 @@ TG_HD float tg_expf(float x)
 	p = p * r + 1.6666665459E-1f;
 	p = p * r + 5.0000001201E-1f;
 	p = p * r * r + r + 1.0f;
-	int32_t bits = ((int32_t)k + 127) << 23;
-	float scale;
-	memcpy(&scale, &bits, sizeof scale);
-	float y = p * scale;
-	y = x > 88.72283905f ? INFINITY : y;
+	int32_t k1 = (int32_t)k / 2, k2 = (int32_t)k - k1; /* both in [-75, 64] */
+	int32_t b1 = (k1 + 127) << 23, b2 = (k2 + 127) << 23;
+	float s1, s2;
+	memcpy(&s1, &b1, sizeof s1);
+	memcpy(&s2, &b2, sizeof s2);
+	float y = p * s1 * s2; /* p s1 is exact; the second product rounds once */
+	y = x > 88.7228394f ? INFINITY : y;
 	y = x < -103.972084f ? 0.0f : y;
 	return x != x ? x : y;
 #endif
@@ -78,15 +82,21 @@ TG_HD float tg_tanhf(float x)
 TG_HD float tg_geluf(float x)
 {
 	float u = TG_GELU_K * (x + 0.044715f * x * x * x);
-	return x * tg_sigmoidf(2.0f * u);
+	float y = x * tg_sigmoidf(2.0f * u);
+	return x < -20.0f ? -0.0f : y; /* already -0 there in float, and -inf would give inf times 0 */
 }
 
+/* du/dx uses x^2 capped at 400 (|x| = 20, where the derivative is already exactly 0 or 1 in
+ * float): for a huge finite |x|, du/dx would overflow and make inf times 0 */
 TG_HD float tg_gelu_gradf(float x)
 {
-	float u = TG_GELU_K * (x + 0.044715f * x * x * x);
+	float x2 = x * x;
+	x2 = x2 > 400.0f ? 400.0f : x2;
+	float u = TG_GELU_K * (x + 0.044715f * x2 * x);
 	float s = tg_sigmoidf(2.0f * u);
-	float du = TG_GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-	return s + 2.0f * x * s * (1.0f - s) * du;
+	float du = TG_GELU_K * (1.0f + 3.0f * 0.044715f * x2);
+	float t = s * (1.0f - s); /* exactly 0 beyond |x| = 20: taken first, so a huge x cannot overflow */
+	return s + t * x * du * 2.0f;
 }
 
 #endif /* TG_MATH_H */
