@@ -20,18 +20,22 @@
 #endif
 
 /* exp(x): x = k ln2 + r, |r| <= ln2/2, exp(r) by a degree-7 polynomial (Cephes' expf
- * coefficients), times 2^k as two powers of two built from the exponent bits (so that k runs
- * from -150 to 128: results near FLT_MAX and subnormal results are right); inf beyond
- * ln(FLT_MAX), 0 below ln of half the smallest subnormal, NaN stays NaN. */
+ * coefficients) doubled, times 2^(k-1) from the exponent bits (k runs to 128: right up to
+ * FLT_MAX). Relative error about 1e-7 (tests/test_math.c). Results below 2^-125.5 (about
+ * 1.7e-38, x < -86.99) are 0: no subnormals; inf beyond ln(FLT_MAX); NaN stays NaN. k is read
+ * from the bits of the rounding sum (no float-to-int conversion, so a NaN going through is
+ * harmless: it is selected at the end). */
 TG_HD float tg_expf(float x)
 {
 #ifdef __CUDA_ARCH__
 	return expf(x);
 #else
 	const float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-	/* clamped, and NaN replaced (a NaN must not reach the conversion to int below) */
-	float xc = x < 88.75f ? (x > -104.0f ? x : -104.0f) : 88.75f;
-	float k = (xc * log2e + 12582912.0f) - 12582912.0f; /* round to nearest, without a call */
+	const float round = 12582912.0f; /* 1.5 2^23: x + round has round(x) in its low bits */
+	const float hi = 88.7228394f, lo = -86.9902f; /* ln(FLT_MAX), (-125.5) ln 2 */
+	float xc = x > hi ? hi : (x < lo ? lo : x);
+	float kr = xc * log2e + round;
+	float k = kr - round;
 	float r = xc - k * ln2_hi - k * ln2_lo;
 	float p = 1.9875691500E-4f;
 	p = p * r + 1.3981999507E-3f;
@@ -40,14 +44,14 @@ TG_HD float tg_expf(float x)
 	p = p * r + 1.6666665459E-1f;
 	p = p * r + 5.0000001201E-1f;
 	p = p * r * r + r + 1.0f;
-	int32_t k1 = (int32_t)k / 2, k2 = (int32_t)k - k1; /* both in [-75, 64] */
-	int32_t b1 = (k1 + 127) << 23, b2 = (k2 + 127) << 23;
-	float s1, s2;
-	memcpy(&s1, &b1, sizeof s1);
-	memcpy(&s2, &b2, sizeof s2);
-	float y = p * s1 * s2; /* p s1 is exact; the second product rounds once */
-	y = x > 88.7228394f ? INFINITY : y;
-	y = x < -103.972084f ? 0.0f : y;
+	uint32_t kbits;
+	memcpy(&kbits, &kr, sizeof kbits);
+	uint32_t bits = (kbits - 0x4B400000u + 126u) << 23; /* 0x4B400000: the bits of round */
+	float scale;
+	memcpy(&scale, &bits, sizeof scale);
+	float y = (p + p) * scale;
+	y = x > hi ? INFINITY : y;
+	y = x < lo ? 0.0f : y;
 	return x != x ? x : y;
 #endif
 }
@@ -86,17 +90,16 @@ TG_HD float tg_geluf(float x)
 	return x < -20.0f ? -0.0f : y; /* already -0 there in float, and -inf would give inf times 0 */
 }
 
-/* du/dx uses x^2 capped at 400 (|x| = 20, where the derivative is already exactly 0 or 1 in
- * float): for a huge finite |x|, du/dx would overflow and make inf times 0 */
+/* beyond |x| = 20 (x^2 > 400) the derivative is exactly 0 or 1 in float (s itself); the
+ * formula would make inf times 0 there once x^2 overflows */
 TG_HD float tg_gelu_gradf(float x)
 {
 	float x2 = x * x;
-	x2 = x2 > 400.0f ? 400.0f : x2;
 	float u = TG_GELU_K * (x + 0.044715f * x2 * x);
 	float s = tg_sigmoidf(2.0f * u);
 	float du = TG_GELU_K * (1.0f + 3.0f * 0.044715f * x2);
-	float t = s * (1.0f - s); /* exactly 0 beyond |x| = 20: taken first, so a huge x cannot overflow */
-	return s + t * x * du * 2.0f;
+	float g = s + 2.0f * x * s * (1.0f - s) * du;
+	return x2 > 400.0f ? s : g;
 }
 
 #endif /* TG_MATH_H */
