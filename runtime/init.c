@@ -263,6 +263,12 @@ int tg_init(const tg_config *user_cfg)
 	 * themselves forever after a second starpu_init: keep them out unless the user asks. */
 	if (!getenv("STARPU_CATCH_SIGNALS"))
 		conf.catch_signals = 0;
+	/* Performance models record every run unless the user sets STARPU_CALIBRATE. StarPU 1.3
+	 * otherwise switches a model to recording in the middle of a run, when a model-based
+	 * policy meets a size it has no measurement for; a task of that model already running
+	 * then ends with a negative measured time and StarPU aborts ("measured >= 0"). */
+	if (!getenv("STARPU_CALIBRATE"))
+		conf.calibrate = 1;
 	tg_signals_save();
 	int rc = starpu_init(&conf);
 	if (rc != 0) {
