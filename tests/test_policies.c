@@ -106,9 +106,9 @@ static void child(int fd, char **names, int n)
  * its calibration, seen more often with a fresh STARPU_HOME, i.e. while it calibrates, and
  * when other tests run beside this one: a model switched to recording while one of its tasks
  * runs. tg_init now starts StarPU recording from the start (runtime/init.c), which removed
- * every case seen; the retry stays for what is left). A child killed by exactly that is run again, up to
- * MAX_ATTEMPTS times in all, and the retries are said; that many in a row, or any other
- * crash, is a failure. */
+ * every case seen; the retry stays for what is left). A child killed by exactly that is run
+ * again, up to MAX_ATTEMPTS times in all, and the retries are said; that many in a row, or
+ * any other crash, is a failure. */
 #define MAX_ATTEMPTS 6
 
 static int starpu_timing_assertion(const char *errfile)
