@@ -59,16 +59,16 @@ static int gemm_task(struct starpu_codelet *cl, const char *name, tg_phase phase
 
 /* How many accumulation chains a product summed over T tiles runs in: one chain (T tasks in
  * a row, each adding to C) leaves all but one worker idle unless other work is ready, so C is
- * split by rows into one chain per worker (at most T, rows of C at least 64 each). Every
- * element is still summed over the tiles in the same order, but the BLAS may round the edge
- * rows of a row tile in another kernel: within rounding of one chain (tests/test_determinism). */
+ * split by rows into R chains, R = min(T, rows of C / 128): at most one per tile (the tile
+ * count already follows the workers) and chains of at least 128 rows. R depends on the
+ * shapes and the tiling only, never on the workers or the policy, so a fixed tiling gives the
+ * same bits with any number of workers. Every element is summed over the tiles in the same
+ * order, but the BLAS may round the edge rows of a row tile in another kernel: within
+ * rounding of one chain (tests/test_determinism). */
 static int chains(const tg_tensor *c, int T)
 {
-	int64_t most = tg_tensor_rows(c) / 64;
-	tg_runtime_info info;
-	int R = tg_runtime_get_info(&info) == 0 ? info.ncpu + info.ncuda : 1;
-	R = R < T ? R : T;
-	R = R < most ? R : (int)most;
+	int64_t most = tg_tensor_rows(c) / 128;
+	int R = T < most ? T : (int)most;
 	return R > 1 ? R : 1;
 }
 

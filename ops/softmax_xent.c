@@ -66,14 +66,17 @@ static TG_VEC void xent_grad_rows(tg_mat dlogits, tg_mat logits, tg_mat targets,
 			continue;
 		}
 		float m = tg_max_row(row, v);
-		float k = (float)(scale / tg_sumexp_row(row, m, v));
+		double s = tg_sumexp_row(row, m, v);
+		float k = (float)(scale / s), old_t = drow[t];
 		if (a->accumulate)
 			for (int j = 0; j < v; j++)
 				drow[j] += k * tg_expf(row[j] - m);
 		else
 			for (int j = 0; j < v; j++)
 				drow[j] = k * tg_expf(row[j] - m);
-		drow[t] -= (float)scale;
+		/* the target's p - 1 in double: in float it cancels when p is near 1 */
+		float gt = (float)(scale * ((double)tg_expf(row[t] - m) / s - 1.0));
+		drow[t] = a->accumulate ? old_t + gt : gt;
 	}
 }
 

@@ -114,9 +114,11 @@ typedef struct tg_config {
 	                    * a count StarPU cannot start is an error */
 	int ncuda;         /* CUDA workers; -1: StarPU's default (STARPU_NCUDA, else all GPUs) */
 	uint64_t seed;     /* default seed for models and data */
-	int deterministic; /* 1: bit-identical results under every policy and worker count:
-	                    * accumulations keep their order, and with CUDA workers each op runs
-	                    * where it has a CUDA implementation (else on CPUs), never both */
+	int deterministic; /* 1: bit-identical results under every policy, and under every worker
+	                    * count for a given tiling (the automatic tile count follows the
+	                    * workers: set tile_rows to compare worker counts): accumulations keep
+	                    * their order, and with CUDA workers each op runs where it has a CUDA
+	                    * implementation (else on CPUs), never both */
 	int profiling;     /* 1: enable StarPU's task profiling */
 	int verbose;       /* 1: let StarPU print its messages (calibration, warnings) on stderr,
 	                    * even when the environment has STARPU_SILENT=1; 0: StarPU is

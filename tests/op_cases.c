@@ -967,15 +967,15 @@ const tg_check_case tg_test_cases[] = {
 	MATMUL("TT (17,1)^Tx(3,17)^T", TG_TRANS_A | TG_TRANS_B, F32G(17, 1), F32G(3, 17), F32(1, 3)),
 	MATMUL("NT rank 3 (2,3,17)x(5,17)^T", TG_TRANS_B, F32G(2, 3, 17), F32G(5, 17), F32(2, 3, 5)),
 	MATMUL("NN only b needs a gradient (3,17)x(17,129)", 0, F32(3, 17), F32G(17, 129), F32(3, 129)),
-	/* 130 rows in the summed product (forward TN, backward dB of NN): one accumulation chain
-	 * per worker, each on a row tile of the output (matmul.c, chains) */
-	MATMUL("TN chains (9,130)^Tx(9,5)", TG_TRANS_A, F32G(9, 130), F32G(9, 5), F32(130, 5)),
-	MATMUL("NN chains in dB (9,130)x(130,3)", 0, F32G(9, 130), F32G(130, 3), F32(9, 3)),
+	/* 260 output rows of a product summed over tiled rows (forward TN, backward dB of NN): two
+	 * accumulation chains, each on a row tile of the output (matmul.c, chains) */
+	MATMUL("TN chains (9,260)^Tx(9,5)", TG_TRANS_A, F32G(9, 260), F32G(9, 5), F32(260, 5)),
+	MATMUL("NN chains in dB (9,260)x(260,3)", 0, F32G(9, 260), F32G(260, 3), F32(9, 3)),
 	{"matmul", "NT same operand x x^T (17,3)", 1, {F32G(17, 3)}, 1, {F32(17, 17)}, 0, {0}, run_matmul,
 	 ref_matmul_fwd, ref_matmul_bwd, TG_TRANS_B | SAME_OPERAND, {0}, NULL, 0, 0},
-	/* x^T x summed over tiled rows, with 130 output rows: one accumulation chain (x cannot be
+	/* x^T x summed over tiled rows, with 260 output rows: one accumulation chain (x cannot be
 	 * split into column parts while the same task reads it whole) */
-	{"matmul", "TN same operand x^T x (9,130)", 1, {F32G(9, 130)}, 1, {F32(130, 130)}, 0, {0}, run_matmul,
+	{"matmul", "TN same operand x^T x (9,260)", 1, {F32G(9, 260)}, 1, {F32(260, 260)}, 0, {0}, run_matmul,
 	 ref_matmul_fwd, ref_matmul_bwd, TG_TRANS_A | SAME_OPERAND, {0}, NULL, 0, 0},
 	ADD("same shape (3,17)", F32G(3, 17), F32G(3, 17)),
 	ADD("bias (129,17)+(17)", F32G(129, 17), F32G(17)),
