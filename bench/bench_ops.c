@@ -2056,6 +2056,10 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		} else {
+			if (!strcmp(argv[i], "--sched") || !strcmp(argv[i], "--ncpu"))
+				fprintf(stderr, "bench_ops: %s needs a value\n", argv[i]);
+			else
+				fprintf(stderr, "bench_ops: unknown argument '%s'\n", argv[i]);
 			usage(stderr);
 			return 2;
 		}
