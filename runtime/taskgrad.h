@@ -641,6 +641,79 @@ TG_API int tg_graph_write_dot(const tg_graph *g, FILE *f);
 TG_API int tg_file_check_writable(const char *path);
 
 /* ------------------------------------------------------------------------------------ */
+/* Safetensors files                                                                    */
+/* ------------------------------------------------------------------------------------ */
+/*
+ * The safetensors format (Hugging Face): an 8-byte little-endian header size N, N bytes of a
+ * UTF-8 JSON object, then the data region. Each key of the object but "__metadata__" is a
+ * tensor, {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, its offsets
+ * relative to the data region; "__metadata__" maps strings to strings. Known dtypes: F64,
+ * F32, F16, BF16, I64, I32, I16, I8, U8, U16, U32, U64, BOOL, F8_E4M3, F8_E5M2. Data is
+ * little-endian: a big-endian host is refused (TG_ENOTSUP).
+ */
+
+#define TG_ST_MAX_RANK 8
+
+/* An opened, validated safetensors file (held in memory whole). */
+typedef struct tg_st_file tg_st_file;
+
+/* One tensor of a file; the strings live as long as the file. */
+typedef struct tg_st_info {
+	const char *name;
+	const char *dtype;               /* "F32", "I32", ... as in the file */
+	int rank;                        /* 0 to TG_ST_MAX_RANK */
+	int64_t shape[TG_ST_MAX_RANK];
+	size_t nbytes;
+	size_t offset;                   /* in the data region */
+} tg_st_info;
+
+/* Read path whole and validate it: the header (valid JSON, an object, no duplicate keys),
+ * every entry (known dtype, shape, offsets inside the data region, byte count = numel x
+ * dtype size) and the layout (no overlaps, no bytes outside every tensor). On error *out is
+ * NULL and the message names the file and what is wrong (TG_EIO for a file that is not a
+ * valid safetensors file or cannot be read). */
+TG_API int tg_st_open(tg_st_file **out, const char *path);
+/* NULL is fine. */
+TG_API void tg_st_close(tg_st_file *f);
+/* Tensors are numbered in file order (sorted by data offset). */
+TG_API int tg_st_num_tensors(const tg_st_file *f);
+TG_API int tg_st_tensor_info(const tg_st_file *f, int i, tg_st_info *info);
+/* The index of tensor name, or -1. */
+TG_API int tg_st_find(const tg_st_file *f, const char *name);
+/* Tensor i's nbytes bytes, little-endian, maybe unaligned (memcpy from it); NULL if i is
+ * out of range. */
+TG_API const void *tg_st_tensor_data(const tg_st_file *f, int i);
+/* The value of metadata key, or NULL if absent. */
+TG_API const char *tg_st_metadata(const tg_st_file *f, const char *key);
+TG_API int tg_st_num_metadata(const tg_st_file *f);
+/* Metadata entry i, in file order. */
+TG_API int tg_st_metadata_at(const tg_st_file *f, int i, const char **key, const char **value);
+/* Read tensor name as float32 into dst (its count floats): an error names the tensor if it
+ * is missing, its dtype is not F32, or its shape is not (rank, shape). */
+TG_API int tg_st_read_f32(const tg_st_file *f, const char *name, int rank, const int64_t *shape, float *dst);
+
+/* A file being put together: tensors and metadata, written at once by tg_st_writer_write. */
+typedef struct tg_st_writer tg_st_writer;
+TG_API int tg_st_writer_new(tg_st_writer **out);
+/* NULL is fine. */
+TG_API void tg_st_writer_free(tg_st_writer *w);
+/* Add a tensor; its data is copied now. nbytes must equal numel x the dtype's size; names
+ * are unique, non-empty UTF-8 and not "__metadata__"; dtype is one of the known ones.
+ * Tensors are written in the order added, back to back. */
+TG_API int tg_st_writer_add(tg_st_writer *w, const char *name, const char *dtype, int rank, const int64_t *shape,
+                            const void *data, size_t nbytes);
+/* Add a tensor's current value (float32 as "F32", int32 as "I32"), read with
+ * tg_tensor_to_host (waits for the tasks that write it). */
+TG_API int tg_st_writer_add_tensor(tg_st_writer *w, const char *name, const tg_tensor *t);
+/* Set a metadata entry (UTF-8 strings); setting a key again replaces its value. Entries are
+ * written first, in the order their keys were first set. */
+TG_API int tg_st_writer_set_metadata(tg_st_writer *w, const char *key, const char *value);
+/* Write the file whole or not at all (a temporary file, fsynced and renamed; see
+ * tg_file_check_writable for what is refused). The header is padded with spaces so that the
+ * data region starts at a multiple of 8. The bytes depend only on what was added. */
+TG_API int tg_st_writer_write(const tg_st_writer *w, const char *path);
+
+/* ------------------------------------------------------------------------------------ */
 /* Models and training                                                                  */
 /* ------------------------------------------------------------------------------------ */
 
