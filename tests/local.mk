@@ -61,5 +61,11 @@ check-local:
 	@echo "make check needs CMocka (libcmocka-dev); configure did not find it" >&2; exit 1
 endif
 
+# the double-precision reference models (GPT-2, LSTM) checked by themselves: no library, no CMocka
+check_PROGRAMS += tests/test_ref_models
+tests_test_ref_models_SOURCES = tests/test_ref_models.c tests/ref_models.c tests/ref_models.h
+tests_test_ref_models_LDADD = -lm
+TESTS += tests/test_ref_models
+
 TESTS += tests/test_cli.sh tests/test_exports.sh
 EXTRA_DIST += tests/test_cli.sh tests/test_exports.sh tests/lsan.supp
