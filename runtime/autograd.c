@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int grad_valid_for(const tg_tensor *t, uint32_t version)
+static int make_grad(tg_tensor *t);
+
+static int own_valid(const tg_tensor *t, uint32_t version)
 {
 	if (!t->grad)
 		return 0;
@@ -19,12 +21,58 @@ static int grad_valid_for(const tg_tensor *t, uint32_t version)
 	return t->grad_valid && t->grad_serial == tg_rt.backward_serial && t->grad_version == version;
 }
 
+/* Every part of one plan of t (or of their parts) holds its gradient in this backward. */
+static int covered_by_parts(const tg_tensor *t)
+{
+	for (const tg_plan *p = t->plans; p; p = p->next) {
+		int all = 1;
+		for (int i = 0; i < p->n && all; i++) {
+			const tg_tensor *c = p->children[i];
+			all = own_valid(c, c->version) || covered_by_parts(c);
+		}
+		if (all)
+			return 1;
+	}
+	return 0;
+}
+
+/* Some part of t holds a gradient of this backward (t's own is not valid). */
+static int partly_covered(const tg_tensor *t)
+{
+	for (const tg_plan *p = t->plans; p; p = p->next)
+		for (int i = 0; i < p->n; i++) {
+			const tg_tensor *c = p->children[i];
+			if (own_valid(c, c->version) || partly_covered(c))
+				return 1;
+		}
+	return 0;
+}
+
+/* The gradient of t's version `version` is valid: t's own, or (for an activation that still
+ * holds that version) the same part of a whole's valid gradient, or all of its parts'. A part's
+ * gradient is the same part of its whole's gradient (make_grad), so they are one buffer. */
+static int grad_valid_for(const tg_tensor *t, uint32_t version)
+{
+	if (own_valid(t, version))
+		return 1;
+	if (t->is_leaf || t->version != version)
+		return 0;
+	for (const tg_tensor *a = t->parent; a; a = a->parent)
+		if (own_valid(a, a->version))
+			return 1;
+	return t->grad && covered_by_parts(t);
+}
+
 tg_tensor *tg_grad_of(const tg_node *fwd, int i)
 {
 	tg_tensor *t = tg_node_tensor_live(fwd, i);
 	if (!t || !(fwd->opd[i].mode & TG_W))
 		return NULL;
-	return grad_valid_for(t, fwd->opd[i].version) ? t->grad : NULL;
+	if (!grad_valid_for(t, fwd->opd[i].version))
+		return NULL;
+	if (!t->grad && make_grad(t) < 0) /* valid through a whole: its part of the whole's gradient */
+		return NULL;
+	return t->grad;
 }
 
 static int make_grad(tg_tensor *t)
@@ -64,6 +112,9 @@ int tg_grad_target(const tg_node *fwd, int i, tg_tensor **grad, unsigned *mode)
 	TG_TRY(make_grad(t));
 	uint32_t version = fwd->opd[i].version;
 	*mode = grad_valid_for(t, version) ? TG_ACC : TG_W;
+	TG_CHECK(*mode == TG_ACC || t->is_leaf || !partly_covered(t), TG_ENOTSUP,
+	         "tg_backward: parts of '%s' have gradients and the rest has none; %s would overwrite them (write every "
+	         "part of a tensor, or none)", t->name, fwd->name);
 	t->grad_valid = 1;
 	t->grad_serial = tg_rt.backward_serial;
 	t->grad_version = version;

@@ -199,11 +199,26 @@ static int new_task(tg_task_node **out, const tg_op_desc *op, const char *task_n
 	return 0;
 }
 
+/* The layer of a node: the spec's, else the current tag, else where the tensors live (the
+ * layer of the first written operand that has one, else of the first operand that has one). */
+static const char *spec_layer(const tg_task_spec *s)
+{
+	if (s->layer)
+		return s->layer;
+	if (tg_rt.layer)
+		return tg_rt.layer;
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < s->n; i++)
+			if (s->t[i] && s->t[i]->layer && (pass == 1 || s->mode[i] != TG_R))
+				return s->t[i]->layer;
+	return NULL;
+}
+
 int tg_graph_record_task(tg_task_node **out, const tg_task_spec *s, int oprec)
 {
 	tg_graph *g = tg_rt.graph;
 	tg_task_node *n;
-	TG_TRY(new_task(&n, s->op, s->name ? s->name : s->cl->name, s->phase, s->n, s->layer ? s->layer : tg_rt.layer));
+	TG_TRY(new_task(&n, s->op, s->name ? s->name : s->cl->name, s->phase, s->n, spec_layer(s)));
 	n->oprec = oprec;
 	n->flops = s->flops;
 	for (int i = 0; i < s->n; i++) {
@@ -277,7 +292,7 @@ int tg_graph_record_op(tg_node **out, const tg_task_spec *s)
 	n->first_task = g->nnodes;
 	n->n = s->n;
 	g->ops[g->nops++] = n;
-	TG_TRY(layer_index(g, s->layer ? s->layer : tg_rt.layer, &n->layer));
+	TG_TRY(layer_index(g, spec_layer(s), &n->layer));
 	for (int i = 0; i < s->n; i++) {
 		TG_TRY(tg_graph_slot(s->t[i], &n->opd[i].slot));
 		n->opd[i].mode = s->mode[i];

@@ -24,6 +24,24 @@ static void child_filter(void *father_interface, void *child_interface, struct s
 	(void)nparts;
 	const tg_plan *p = f->filter_arg_ptr;
 	const tg_child_geom *g = &p->geom[id];
+	if (((struct starpu_matrix_interface *)father_interface)->id == STARPU_VECTOR_INTERFACE_ID && g->packed) {
+		/* a packed block of a flat buffer: a contiguous matrix (ld = its columns) */
+		struct starpu_vector_interface *father = father_interface;
+		struct starpu_matrix_interface *child = child_interface;
+		child->id = STARPU_MATRIX_INTERFACE_ID;
+		child->nx = g->nx;
+		child->ny = g->ny;
+		child->ld = g->nx;
+		child->elemsize = father->elemsize;
+		child->allocsize = (size_t)child->nx * child->ny * child->elemsize;
+		if (father->dev_handle) {
+			if (father->ptr)
+				child->ptr = father->ptr + g->offset;
+			child->offset = father->offset + g->offset;
+			child->dev_handle = father->dev_handle;
+		}
+		return;
+	}
 	if (((struct starpu_matrix_interface *)father_interface)->id == STARPU_VECTOR_INTERFACE_ID) {
 		struct starpu_vector_interface *father = father_interface, *child = child_interface;
 		child->id = STARPU_VECTOR_INTERFACE_ID;
@@ -53,6 +71,13 @@ static void child_filter(void *father_interface, void *child_interface, struct s
 	} else {
 		child->allocsize = (size_t)child->nx * child->ny * child->elemsize;
 	}
+}
+
+/* The interface of child id: a packed block of a flat buffer is a matrix, else the parent's kind. */
+static struct starpu_data_interface_ops *child_ops(struct starpu_data_filter *f, unsigned id)
+{
+	const tg_plan *p = f->filter_arg_ptr;
+	return p->geom[id].packed || p->parent->rank >= 2 ? &starpu_interface_matrix_ops : &starpu_interface_vector_ops;
 }
 
 /* ------------------------------------------------------------------ making plans */
@@ -119,7 +144,9 @@ static int make_plan(tg_plan **out, tg_tensor *parent, tg_plan_kind kind, int nr
 		c->nbytes = (size_t)numel * esize;
 		c->cols = (uint32_t)b[i].shape[b[i].rank - 1];
 		c->rows = (uint32_t)(numel / c->cols);
-		c->ld = parent->ld;
+		/* a flat (rank-1) parent: block i is contiguous from element col0, of any rank */
+		int packed = parent->rank == 1 && b[i].rank >= 2;
+		c->ld = packed ? c->cols : parent->ld;
 		c->row0 = b[i].row0;
 		c->col0 = b[i].col0;
 		size_t offset = ((size_t)b[i].row0 * parent->ld + (size_t)b[i].col0) * esize;
@@ -141,8 +168,12 @@ static int make_plan(tg_plan **out, tg_tensor *parent, tg_plan_kind kind, int nr
 		p->geom[i].nx = c->cols;
 		p->geom[i].ny = c->rows;
 		p->geom[i].offset = offset;
+		p->geom[i].packed = packed;
+		p->any_packed |= packed;
 	}
 	p->filter.filter_func = child_filter;
+	if (p->any_packed)
+		p->filter.get_child_ops = child_ops;
 	p->filter.nchildren = (unsigned)n;
 	p->filter.filter_arg_ptr = p;
 	starpu_data_partition_plan(parent->handle, &p->filter, p->handles);
@@ -275,6 +306,39 @@ int tg_tensor_partition_grid(tg_tensor *parent, int nr, int nc, tg_tensor **chil
 	return 0;
 }
 
+/* Blocks of a flat (rank-1) parent: block i holds numel elements from element col0 (row0 is 0),
+ * packed, whatever its rank (a parameter table in one buffer). */
+static int packed_blocks(tg_tensor *parent, int n, const tg_block *blocks, tg_tensor **children, const char *ps)
+{
+	char bs[160];
+	int64_t *len = calloc((size_t)n, sizeof *len);
+	TG_CHECK(len, TG_ENOMEM, "out of memory");
+	int rc = 0;
+	for (int i = 0; i < n && rc == 0; i++) {
+		if ((rc = tg_tensor_check_shape(blocks[i].rank, blocks[i].shape, &len[i])) < 0)
+			break;
+		shape_text(bs, sizeof bs, blocks[i].rank, blocks[i].shape);
+		if (blocks[i].row0 != 0 || blocks[i].col0 < 0 || len[i] > parent->numel ||
+		    blocks[i].col0 > parent->numel - len[i]) {
+			rc = tg_error(TG_ESHAPE, "tg_tensor_partition_blocks: block %d %s at element %lld (row %lld) does not fit in "
+			              "'%s' %s", i, bs, (long long)blocks[i].col0, (long long)blocks[i].row0, parent->name, ps);
+			break;
+		}
+		for (int j = 0; j < i; j++)
+			if (blocks[i].col0 < blocks[j].col0 + len[j] && blocks[j].col0 < blocks[i].col0 + len[i]) {
+				rc = tg_error(TG_ESHAPE, "tg_tensor_partition_blocks: blocks %d and %d of '%s' overlap", j, i,
+				              parent->name);
+				break;
+			}
+	}
+	free(len);
+	TG_TRY(rc);
+	tg_plan *p;
+	TG_TRY(make_plan(&p, parent, TG_PLAN_BLOCKS, n, 1, n, blocks));
+	give_children(p, children);
+	return 0;
+}
+
 int tg_tensor_partition_blocks(tg_tensor *parent, int n, const tg_block *blocks, tg_tensor **children)
 {
 	TG_CHECK(parent && blocks && children, TG_EINVAL, "tg_tensor_partition_blocks: NULL argument");
@@ -283,6 +347,8 @@ int tg_tensor_partition_blocks(tg_tensor *parent, int n, const tg_block *blocks,
 	         TG_MAX_CHILDREN);
 	char ps[160], bs[160];
 	shape_text(ps, sizeof ps, parent->rank, parent->shape);
+	if (parent->rank == 1)
+		return packed_blocks(parent, n, blocks, children, ps);
 	for (int i = 0; i < n; i++) {
 		int64_t numel;
 		TG_TRY(tg_tensor_check_shape(blocks[i].rank, blocks[i].shape, &numel));

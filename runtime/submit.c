@@ -216,10 +216,8 @@ static int begin_op(const tg_task_spec *s, tg_node **out)
 			if (s->mode[i] == TG_R && s->t[i]->requires_grad)
 				needs_grad = 1;
 		for (int i = 0; i < s->n; i++)
-			if (s->mode[i] == TG_W) {
-				s->t[i]->is_leaf = 0;
-				s->t[i]->requires_grad = needs_grad;
-			}
+			if (s->mode[i] == TG_W)
+				tg_tensor_mark_written(s->t[i], needs_grad);
 	}
 	return tg_graph_record_op(out, s);
 }

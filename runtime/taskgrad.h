@@ -256,7 +256,9 @@ TG_API int tg_tensor_partition(tg_tensor *parent, tg_split how, int n, tg_tensor
 /* nr x nc children, row-major (children[r * nc + c]), each (rows, cols). */
 TG_API int tg_tensor_partition_grid(tg_tensor *parent, int nr, int nc, tg_tensor **children);
 /* Children at chosen places: child i has the shape (rank, shape) of block i and sits at row
- * row0, column col0 of the parent seen as a matrix. Blocks must fit and not overlap. */
+ * row0, column col0 of the parent seen as a matrix. Blocks must fit and not overlap.
+ * A flat (rank-1) parent packs its children: block i is contiguous, of any rank, from element
+ * col0 (row0 0) — a table of parameters in one buffer, each a tensor of its own shape. */
 typedef struct tg_block {
 	int64_t row0, col0;
 	int rank;
@@ -294,8 +296,13 @@ TG_API const char *tg_tensor_name(const tg_tensor *t);
 /* The shape as text, "(2, 3, 4)", truncated to size; returns buf ("" when t is NULL; NULL
  * when buf is NULL or size is 0, and then nothing is written). */
 TG_API const char *tg_tensor_shape_str(const tg_tensor *t, char *buf, size_t size);
-/* The layer tag current when the tensor was created (NULL: none). */
+/* The layer a tensor lives in: the tag current when it was created (NULL: none), or set. An
+ * op's tasks carry the layer of the tensors they write (else of those they read) unless a
+ * tag is current (tg_tag_layer): tag a model's parameters and activations once, at creation. */
 TG_API const char *tg_tensor_layer(const tg_tensor *t);
+TG_API int tg_tensor_set_layer(tg_tensor *t, const char *layer);
+/* Rename a tensor (the name shows in graphs, traces and messages). */
+TG_API int tg_tensor_set_name(tg_tensor *t, const char *name);
 /* 0 if t can be used now: not NULL, not left over from a runtime that was shut down, not
  * split into a view; else an error naming what (the caller, "myop") and the tensor. Ops call
  * it (tg_submit does, for every operand) before they decide anything from a tensor. */

@@ -380,6 +380,55 @@ void tg_tensor_bump_version(tg_tensor *t)
 	for (tg_tensor *a = t->parent; a; a = a->parent)
 		a->version++;
 }
+static void set_down(tg_tensor *t, int leaf, int requires_grad)
+{
+	if (leaf >= 0)
+		t->is_leaf = leaf;
+	if (requires_grad >= 0)
+		t->requires_grad = requires_grad;
+	for (tg_plan *p = t->plans; p; p = p->next)
+		for (int i = 0; i < p->n; i++)
+			set_down(p->children[i], leaf, requires_grad);
+}
+
+void tg_tensor_mark_written(tg_tensor *t, int needs_grad)
+{
+	/* a tensor, its parts and the wholes it is part of are all activations now */
+	tg_tensor *root = t;
+	while (root->parent)
+		root = root->parent;
+	set_down(root, 0, -1);
+	/* what t holds (and each part of it) depends on the op's inputs; a whole it is part of
+	 * needs a gradient when any of its parts does */
+	set_down(t, -1, needs_grad);
+	for (tg_tensor *a = t->parent; a; a = a->parent)
+		a->requires_grad |= needs_grad;
+}
+
+int tg_tensor_set_name(tg_tensor *t, const char *name)
+{
+	TG_TRY(tg_tensor_check_usable(t, "tg_tensor_set_name"));
+	char *copy = strdup(name ? name : "");
+	TG_CHECK(copy, TG_ENOMEM, "out of memory");
+	starpu_data_set_name(t->handle, copy); /* StarPU keeps the pointer: the old name goes after */
+	free(t->name);
+	t->name = copy;
+	return 0;
+}
+
+int tg_tensor_set_layer(tg_tensor *t, const char *layer)
+{
+	TG_TRY(tg_tensor_check_usable(t, "tg_tensor_set_layer"));
+	char *copy = NULL;
+	if (layer) {
+		copy = strdup(layer);
+		TG_CHECK(copy, TG_ENOMEM, "out of memory");
+	}
+	free(t->layer);
+	t->layer = copy;
+	return 0;
+}
+
 int64_t tg_tensor_rows(const tg_tensor *t) { return t ? t->rows : 0; }
 int64_t tg_tensor_cols(const tg_tensor *t) { return t ? t->cols : 0; }
 

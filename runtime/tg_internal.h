@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "tg_starpu.h"
 #include "taskgrad.h"
@@ -156,6 +157,7 @@ typedef enum tg_plan_kind { TG_PLAN_ROWS, TG_PLAN_COLS, TG_PLAN_GRID, TG_PLAN_BL
 typedef struct tg_child_geom {
 	uint32_t nx, ny;            /* columns, rows */
 	size_t offset;              /* bytes from the parent's first element */
+	int packed;                 /* a contiguous matrix inside a flat (rank-1) parent */
 } tg_child_geom;
 
 struct tg_plan {
@@ -164,6 +166,7 @@ struct tg_plan {
 	int nr, nc;                 /* rows x cols of the split (TG_PLAN_BLOCKS: n x 1) */
 	int n;
 	tg_child_geom *geom;
+	int any_packed;             /* some child is packed (its interface differs from the parent's) */
 	struct starpu_data_filter filter;
 	starpu_data_handle_t *handles;
 	tg_tensor **children;
@@ -171,6 +174,9 @@ struct tg_plan {
 };
 
 int tg_tensor_check_shape(int rank, const int64_t *shape, int64_t *numel);
+/* A forward op writes t: t's whole family (the tensor it is part of, all their parts) holds
+ * activations, not parameters; t and its parts need a gradient as the op's inputs do. */
+void tg_tensor_mark_written(tg_tensor *t, int needs_grad);
 /* Release the StarPU side of every live tensor (at shutdown); returns how many there were. */
 int64_t tg_tensor_release_all(void);
 size_t tg_dtype_size(tg_dtype d);
@@ -311,6 +317,8 @@ int tg_graph_slot(tg_tensor *t, int *slot);
 /* Write a file whole or not at all: write() fills a temporary file next to path, which is
  * flushed, fsynced and renamed over path. On failure nothing at path changes. */
 int tg_write_file_atomic(const char *path, int (*write)(FILE *f, void *ctx), void *ctx);
+/* What a file that is not a regular file is, for messages ("a folder", "a FIFO", ...). */
+const char *tg_file_kind(mode_t m);
 
 /* ---------------------------------------------------------------- rng */
 

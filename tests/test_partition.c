@@ -259,6 +259,129 @@ static void bad_use(void **unused)
 	TG_OK_OR_FAIL(tg_shutdown());
 }
 
+static void expect_values(tg_tensor *t, const float *want, int n)
+{
+	float got[64];
+	assert_true(n <= 64);
+	TG_OK_OR_FAIL(tg_tensor_to_host(t, got, (size_t)n * sizeof *got));
+	for (int i = 0; i < n; i++)
+		if (got[i] != want[i])
+			fail_msg("'%s'[%d] is %g, expected %g", tg_tensor_name(t), i, (double)got[i], (double)want[i]);
+}
+
+/* A flat buffer packs tensors of any shape (a parameter table): each part is contiguous, ops
+ * see its own rows, and gradients can live in the same parts of another flat buffer. */
+static void packed_parts_of_a_flat_buffer(void **unused)
+{
+	(void)unused;
+	TG_TEST_INIT("eager", -1, 0);
+	tg_tensor *flat = iota("flat", TG_SHAPE(16)), *p[3];
+	tg_block b[3] = {{0, 0, 2, {2, 3}}, {0, 6, 1, {4}}, {0, 10, 2, {3, 2}}};
+	TG_OK_OR_FAIL(tg_tensor_partition_blocks(flat, 3, b, p));
+	expect_shape(p[0], TG_SHAPE(2, 3));
+	expect_shape(p[1], TG_SHAPE(4));
+	expect_shape(p[2], TG_SHAPE(3, 2));
+	expect_values(p[0], (float[]){0, 1, 2, 3, 4, 5}, 6);
+	expect_values(p[1], (float[]){6, 7, 8, 9}, 4);
+	expect_values(p[2], (float[]){10, 11, 12, 13, 14, 15}, 6);
+	/* a GEMM on two packed parts: (2, 3) x (3, 2) */
+	tg_tensor *y, *gflat, *g[3];
+	TG_OK_OR_FAIL(tg_tensor_new(&y, "y", TG_F32, TG_SHAPE(2, 2)));
+	TG_OK_OR_FAIL(tg_matmul(y, p[0], p[2], 0));
+	expect_values(y, (float[]){0 * 10 + 1 * 12 + 2 * 14, 0 * 11 + 1 * 13 + 2 * 15, 3 * 10 + 4 * 12 + 5 * 14,
+	                           3 * 11 + 4 * 13 + 5 * 15}, 4);
+	/* gradients in the same parts of another flat buffer */
+	TG_OK_OR_FAIL(tg_tensor_new_filled(&gflat, "gflat", TG_F32, TG_SHAPE(16), &(tg_fill){TG_FILL_CONSTANT, -9, 0, 0, 0}));
+	TG_OK_OR_FAIL(tg_tensor_partition_blocks(gflat, 3, b, g));
+	for (int i = 0; i < 3; i += 2) {
+		TG_OK_OR_FAIL(tg_tensor_set_requires_grad(p[i], 1));
+		TG_OK_OR_FAIL(tg_tensor_set_grad(p[i], g[i]));
+		TG_OK_OR_FAIL(tg_zero_grad(p[i]));
+	}
+	TG_OK_OR_FAIL(tg_graph_reset());
+	TG_OK_OR_FAIL(tg_matmul(y, p[0], p[2], 0));
+	TG_OK_OR_FAIL(tg_backward_from(y, NULL)); /* dy = ones: dA = 1 B^T, dB = A^T 1 */
+	float all[16];
+	TG_OK_OR_FAIL(tg_tensor_to_host(gflat, all, sizeof all));
+	float want[16] = {21, 25, 29, 21, 25, 29, -9, -9, -9, -9, 3, 3, 5, 5, 7, 7};
+	assert_memory_equal(all, want, sizeof all);
+	/* bad blocks of a flat buffer */
+	tg_tensor *q[2];
+	expect_error(tg_tensor_partition_blocks(flat, 2, (tg_block[]){{0, 0, 2, {2, 3}}, {0, 5, 1, {2}}}, q), TG_ESHAPE,
+	             "overlap");
+	expect_error(tg_tensor_partition_blocks(flat, 1, (tg_block[]){{0, 12, 2, {2, 3}}}, q), TG_ESHAPE, "does not fit");
+	expect_error(tg_tensor_partition_blocks(flat, 1, (tg_block[]){{1, 0, 1, {2}}}, q), TG_ESHAPE, "row 1");
+	expect_error(tg_tensor_partition_blocks(flat, 1, (tg_block[]){{0, INT64_MAX, 1, {2}}}, q), TG_ESHAPE, "does not fit");
+	tg_tensor_free(y);
+	tg_tensor_free(flat);
+	tg_tensor_free(gflat);
+	TG_OK_OR_FAIL(tg_shutdown());
+}
+
+/* Gradients where an op writes the parts of a tensor and another reads the whole, and the
+ * other way round: a part's gradient is the same part of the whole's, so the first
+ * contribution writes and the next ones add, whichever of the two they reach. */
+static void gradients_through_parts(void **unused)
+{
+	(void)unused;
+	TG_TEST_INIT("eager", -1, 0);
+	tg_tensor *w = iota("w", TG_SHAPE(4, 2)), *ws[2], *y, *ys[2], *z, *r, *u, *us[2], *v[2];
+	TG_OK_OR_FAIL(tg_tensor_set_requires_grad(w, 1));
+	TG_OK_OR_FAIL(tg_tensor_partition(w, TG_SPLIT_ROWS, 2, ws));
+	r = iota("r", TG_SHAPE(4, 2));
+	TG_OK_OR_FAIL(tg_tensor_new(&y, "y", TG_F32, TG_SHAPE(4, 2)));
+	TG_OK_OR_FAIL(tg_tensor_new(&z, "z", TG_F32, TG_SHAPE(4, 2)));
+	TG_OK_OR_FAIL(tg_tensor_new(&u, "u", TG_F32, TG_SHAPE(4, 2)));
+	TG_OK_OR_FAIL(tg_tensor_new(&v[0], "v0", TG_F32, TG_SHAPE(2, 2)));
+	TG_OK_OR_FAIL(tg_tensor_new(&v[1], "v1", TG_F32, TG_SHAPE(2, 2)));
+	TG_OK_OR_FAIL(tg_tensor_partition(y, TG_SPLIT_ROWS, 2, ys));
+	TG_OK_OR_FAIL(tg_tensor_partition(u, TG_SPLIT_ROWS, 2, us));
+	float want[8];
+
+	/* parts written, the whole read: z = y * r, y = [2 w0; 3 w1]  ->  dw = [2 r0; 3 r1] */
+	TG_OK_OR_FAIL(tg_graph_reset());
+	TG_OK_OR_FAIL(tg_scale(ys[0], ws[0], 2));
+	TG_OK_OR_FAIL(tg_scale(ys[1], ws[1], 3));
+	TG_OK_OR_FAIL(tg_mul(z, y, r));
+	assert_true(tg_tensor_requires_grad(y));
+	TG_OK_OR_FAIL(tg_backward_from(z, NULL));
+	for (int i = 0; i < 8; i++)
+		want[i] = (i < 4 ? 2.0f : 3.0f) * (float)i;
+	expect_values(tg_tensor_grad(w), want, 8);
+
+	/* the whole written, its parts read (and the whole again): u = 2 w, v_i = u_i * r_i, z = u
+	 * -> dw = 2 (r + 1) */
+	TG_OK_OR_FAIL(tg_zero_grad(w));
+	TG_OK_OR_FAIL(tg_graph_reset());
+	tg_tensor *rs[2];
+	TG_OK_OR_FAIL(tg_tensor_partition(r, TG_SPLIT_ROWS, 2, rs));
+	TG_OK_OR_FAIL(tg_scale(u, w, 2));
+	TG_OK_OR_FAIL(tg_scale(z, u, 1));
+	TG_OK_OR_FAIL(tg_mul(v[0], us[0], rs[0]));
+	TG_OK_OR_FAIL(tg_mul(v[1], us[1], rs[1]));
+	TG_OK_OR_FAIL(tg_backward_many(3, (tg_tensor *[]){z, v[0], v[1]}, NULL));
+	for (int i = 0; i < 8; i++)
+		want[i] = 2.0f * ((float)i + 1.0f);
+	expect_values(tg_tensor_grad(w), want, 8);
+
+	/* only one part reached before the whole: refused, nothing silently overwritten */
+	TG_OK_OR_FAIL(tg_zero_grad(w));
+	TG_OK_OR_FAIL(tg_graph_reset());
+	TG_OK_OR_FAIL(tg_scale(u, w, 2));
+	TG_OK_OR_FAIL(tg_scale(z, u, 1));
+	TG_OK_OR_FAIL(tg_mul(v[0], us[0], rs[0]));
+	expect_error(tg_backward_many(2, (tg_tensor *[]){z, v[0]}, NULL), TG_ENOTSUP, "parts of 'u' have gradients");
+	TG_OK_OR_FAIL(tg_wait_all());
+	tg_tensor_free(v[0]);
+	tg_tensor_free(v[1]);
+	tg_tensor_free(u);
+	tg_tensor_free(z);
+	tg_tensor_free(y);
+	tg_tensor_free(r);
+	tg_tensor_free(w);
+	TG_OK_OR_FAIL(tg_shutdown());
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -266,6 +389,8 @@ int main(void)
 		cmocka_unit_test_teardown(values_through_plans, tg_test_teardown),
 		cmocka_unit_test_teardown(switches_on_the_tape, tg_test_teardown),
 		cmocka_unit_test_teardown(bad_use, tg_test_teardown),
+		cmocka_unit_test_teardown(packed_parts_of_a_flat_buffer, tg_test_teardown),
+		cmocka_unit_test_teardown(gradients_through_parts, tg_test_teardown),
 	};
 	return cmocka_run_group_tests_name("partition", tests, NULL, NULL);
 }
