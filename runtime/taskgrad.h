@@ -696,7 +696,7 @@ TG_API int tg_st_num_metadata(const tg_st_file *f);
 /* Metadata entry i, in file order. */
 TG_API int tg_st_metadata_at(const tg_st_file *f, int i, const char **key, const char **value);
 /* Read tensor name as float32 into dst (its count floats): an error names the tensor if it
- * is missing, its dtype is not F32, or its shape is not (rank, shape). */
+ * is missing or its dtype is not F32 (TG_EIO), or its shape is not (rank, shape) (TG_ESHAPE). */
 TG_API int tg_st_read_f32(const tg_st_file *f, const char *name, int rank, const int64_t *shape, float *dst);
 
 /* A file being put together: tensors and metadata, written at once by tg_st_writer_write. */
