@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *file_kind(mode_t m)
+const char *tg_file_kind(mode_t m)
 {
 	return S_ISDIR(m) ? "a folder" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device"
 	       : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a regular file";
@@ -58,7 +58,8 @@ static int resolve_target(const char *path, output_target *t)
 		         strerror(errno));
 		if (stat(real, &st) != 0 || !S_ISREG(st.st_mode)) {
 			int code = tg_error(TG_EIO, "will not write '%s': it is a symbolic link to '%s', which is %s; outputs "
-			                    "replace regular files only", TG_SHOWN(path), TG_SHOWN(real), file_kind(st.st_mode));
+			                    "replace regular files only", TG_SHOWN(path), TG_SHOWN(real),
+			                    tg_file_kind(st.st_mode));
 			free(real);
 			return code;
 		}
@@ -68,7 +69,7 @@ static int resolve_target(const char *path, output_target *t)
 	} else {
 		TG_CHECK(S_ISREG(st.st_mode), TG_EIO,
 		         "will not write '%s': it is %s, and outputs replace regular files only", TG_SHOWN(path),
-		         file_kind(st.st_mode));
+		         tg_file_kind(st.st_mode));
 		t->file = strdup(path);
 		t->replaces = 1;
 		t->perm = st.st_mode & 0777;
