@@ -721,50 +721,165 @@ TG_API int tg_st_writer_set_metadata(tg_st_writer *w, const char *key, const cha
 TG_API int tg_st_writer_write(const tg_st_writer *w, const char *path);
 
 /* ------------------------------------------------------------------------------------ */
-/* Models and training                                                                  */
+/* Models                                                                               */
 /* ------------------------------------------------------------------------------------ */
 
+/* A model is a table of parameters (names and shapes, declared once) and a forward function
+ * that submits ops. Its parameters, their gradients and the AdamW moments are four flat
+ * buffers; every parameter is a packed part of the first (tg_tensor_partition_blocks).
+ * Names follow the common layouts so checkpoints interoperate: "gpt" as Hugging Face GPT-2
+ * (transformer.wte.weight, transformer.h.{i}.attn.c_attn.weight (C, 3C), ...), "lstm" as
+ * PyTorch's nn.LSTM (lstm.weight_ih_l{k}, gate order i, f, g, o; embedding.weight,
+ * head.weight, head.bias), "mlp" as fc{i}.weight (out, in) and fc{i}.bias. */
 typedef struct tg_model tg_model;
 
-/* A multilayer perceptron: in -> hidden (ReLU) -> hidden (ReLU) -> classes.
- * Weights (out, in) uniform in +-1/sqrt(in) ("Kaiming uniform"), biases zero. */
-TG_API int tg_mlp_new(tg_model **out, int in, int hidden, int classes, uint64_t seed);
-/* logits (B, classes) = model(x (B, in)). Activations are kept per batch size. */
+typedef struct tg_model_config {
+	const char *arch;  /* "mlp", "lstm" or "gpt" */
+	int vocab;         /* lstm, gpt: token ids in [0, vocab) (256: bytes); mlp: classes */
+	int layers;        /* gpt: blocks; lstm: stacked LSTM layers; mlp: hidden layers */
+	int dmodel;        /* gpt: channels; lstm: embedding and hidden size; mlp: hidden width */
+	int heads;         /* gpt: attention heads (dividing dmodel) */
+	int ctx;           /* lstm, gpt: tokens per sequence (gpt: rows of wpe) */
+	int inputs;        /* mlp: input features */
+	int untied;        /* gpt: 1 = a head of its own (lm_head.weight); 0 = the head is wte (GPT-2) */
+	uint64_t seed;     /* of the initial weights: parameter i depends only on (seed, i) */
+} tg_model_config;
+
+/* The defaults of an architecture (gpt: 4 layers, dmodel 128, 4 heads, ctx 64, vocab 256;
+ * lstm: 2 layers of 256, ctx 64; mlp: 2 hidden layers of 64, 2 inputs, 2 classes). */
+TG_API int tg_model_config_default(tg_model_config *c, const char *arch);
+TG_API const char *tg_model_arch_names(void);
+TG_API int tg_model_new(tg_model **out, const tg_model_config *c);
+TG_API const tg_model_config *tg_model_get_config(const tg_model *m);
+/* logits = model(x). gpt: x int32 (B, ctx) tokens, logits (B ctx, vocab); lstm: x int32 (ctx, B),
+ * time-major (tg_model_time_major), logits (ctx B, vocab) in the same order; mlp: x float32
+ * (B, inputs), logits (B, vocab). Activations are kept per batch size (up to 4 sizes). */
 TG_API int tg_model_forward(tg_model *m, tg_tensor *logits, tg_tensor *x);
+/* 1: inputs and targets are (T, B), time step major (the LSTM); 0: (B, T). */
+TG_API int tg_model_time_major(const tg_model *m);
 TG_API int tg_model_num_params(const tg_model *m);
-TG_API tg_tensor *tg_model_param(const tg_model *m, int i);
+TG_API tg_tensor *tg_model_param(const tg_model *m, int i);     /* tg_tensor_name: its name */
+TG_API int tg_model_find_param(const tg_model *m, const char *name); /* index or -1 */
+/* The AdamW moments of parameter i: which 0 = m, 1 = v. */
+TG_API tg_tensor *tg_model_adam_state(const tg_model *m, int i, int which);
+TG_API int64_t tg_model_num_weights(const tg_model *m);
 TG_API const char *tg_model_name(const tg_model *m);
 TG_API void tg_model_free(tg_model *m);
+/* Load the parameters of a safetensors file (a checkpoint, or another writer's file with the
+ * same names and shapes; opt.* tensors are ignored). The whole file is checked first: a
+ * missing or unknown tensor, a wrong dtype or shape is an error naming it, and nothing changes. */
+TG_API int tg_model_load(tg_model *m, const char *path);
+/* The model configuration a taskgrad checkpoint was written with (its __metadata__). */
+TG_API int tg_model_config_read(tg_model_config *c, const char *path);
+
+/* ------------------------------------------------------------------------------------ */
+/* Datasets                                                                             */
+/* ------------------------------------------------------------------------------------ */
+
+/* A dataset hands out batches by number: batch `index` of a split is always the same, so a
+ * run resumes at any step and every policy sees the same data. Write your own by filling
+ * this struct (the trainer only calls batch and free). */
+enum { TG_SPLIT_TRAIN = 0, TG_SPLIT_VAL = 1 };
+typedef struct tg_dataset tg_dataset;
+struct tg_dataset {
+	const char *name;
+	tg_dtype input_dtype;     /* TG_I32 tokens or TG_F32 features */
+	int64_t input_width;      /* per sample: T tokens, or F features */
+	int64_t target_width;     /* per sample: T targets, or 1 label (int32) */
+	int vocab;                /* targets are in [0, vocab) */
+	int64_t size[2];          /* bytes or samples in each split (for messages) */
+	/* inputs (B, input_width), targets (B, target_width), sample-major */
+	int (*batch)(tg_dataset *d, int split, uint64_t index, int B, void *inputs, int32_t *targets);
+	void (*free)(tg_dataset *d);
+	void *impl;
+};
+/* The bytes of a text file as tokens (vocabulary 256): the first 90% trains, the last 10%
+ * validates; samples are windows of ctx + 1 bytes at positions drawn from (seed, split, index). */
+TG_API int tg_dataset_text(tg_dataset **out, const char *path, int ctx, uint64_t seed);
+/* The two-spirals set (2 inputs, 2 classes), points_per_class per class for training and a
+ * quarter as many, from another seed, for validation. */
+TG_API int tg_dataset_spirals(tg_dataset **out, int points_per_class, float noise, uint64_t seed);
+TG_API void tg_dataset_free(tg_dataset *d);
 
 /* Two-spirals classification data, generated from a seed: n points per class, coordinates
  * (x, y) scaled to about [-1, 1], label 0 or 1; noise is the standard deviation of the
  * Gaussian jitter. xy must hold 2 * n_total floats, labels n_total ints; n_total = 2 * n. */
 TG_API int tg_data_spirals(float *xy, int32_t *labels, int n, float noise, double turns, uint64_t seed);
 
-/* Training of a classifier on the spirals set (the MLP of `taskgrad train --model mlp`). */
-typedef struct tg_train_opts {
-	int steps;          /* optimizer steps */
-	int batch;          /* rows per step */
-	float lr;           /* learning rate */
-	float momentum;
-	int hidden;         /* hidden width */
-	uint64_t seed;
-	int log_every;      /* print loss every N steps to log (0: never) */
-	FILE *log;          /* where progress goes (NULL: nowhere) */
-	const char *graph_path; /* write the DOT of one step here (NULL: no graph) */
-	int graph_step;     /* which step's graph to write */
-} tg_train_opts;
-TG_API void tg_train_opts_default(tg_train_opts *o);
+/* ------------------------------------------------------------------------------------ */
+/* Training                                                                             */
+/* ------------------------------------------------------------------------------------ */
 
-typedef struct tg_train_result {
-	float final_loss;
-	float accuracy;      /* on the held-out test set */
-	float *losses;       /* the loss of every step (steps entries, malloc'd; free it) */
-	int nlosses;
-	double seconds;      /* wall time of the training loop */
-	int graph_nodes, graph_edges;
-} tg_train_result;
-TG_API int tg_train_mlp_spirals(const tg_train_opts *o, tg_train_result *res);
+/* The trainer: AdamW (weight decay on matrices only), linear warm-up then cosine decay to
+ * lr / 10, gradient clipping, validation every eval_every steps. A step — forward, loss,
+ * backward, clipping, updates (and the validation forwards) — is submitted whole before the
+ * host reads anything, and the loss of step s is read while step s + 1 runs. The library
+ * prints nothing and writes no file unless asked (tg_trainer_save). */
+typedef struct tg_train_config {
+	int steps;            /* the run's length (the schedule's end) */
+	int batch;            /* samples per step */
+	float lr;             /* peak learning rate */
+	int warmup;           /* steps of linear warm-up */
+	float weight_decay;
+	float clip;           /* max global gradient norm; 0: no clipping */
+	float beta1, beta2, eps;
+	int eval_every;       /* validation loss every N steps (and at the last); 0: never */
+	int eval_batches;     /* validation batches (always the same ones) */
+	int sync_every;       /* every N steps the host waits for the whole step before the next is
+	                       * submitted (info->synced: tg_trainer_save may run); 0: only at the end */
+} tg_train_config;
+TG_API void tg_train_config_default(tg_train_config *c);
+
+typedef struct tg_trainer tg_trainer;
+typedef struct tg_step_info {
+	int step;             /* the step just done, from 0 */
+	int steps;
+	float loss;
+	float val_loss;       /* NaN: not evaluated at this step */
+	float lr;
+	float grad_norm;      /* before clipping (NaN without clipping) */
+	double ms;            /* wall time of the step (between two loss reads) */
+	double tokens_per_s;  /* B x T / time of the step */
+	int synced;           /* 1: nothing of a later step is submitted; the state is this step's */
+} tg_step_info;
+/* Called once per step, in order; a non-zero return stops the run (tg_trainer_run returns 0). */
+typedef int (*tg_step_fn)(tg_trainer *tr, const tg_step_info *info, void *user);
+
+/* The model and the dataset stay the caller's (free them after the trainer). */
+TG_API int tg_trainer_new(tg_trainer **out, tg_model *m, tg_dataset *d, const tg_train_config *c);
+/* Train from the current step to c->steps. A NaN or infinite loss stops the run with
+ * TG_ENUMERIC naming the step. */
+TG_API int tg_trainer_run(tg_trainer *tr, tg_step_fn fn, void *user);
+TG_API int tg_trainer_step(const tg_trainer *tr);     /* steps done */
+TG_API const tg_train_config *tg_trainer_config(const tg_trainer *tr);
+/* Checkpoint (safetensors): the parameters under their names, the AdamW moments as
+ * opt.m.<name> and opt.v.<name>, and in __metadata__ the model configuration, the step and
+ * the data position. Written atomically; call it when no step is in flight (from a step
+ * callback whose info->synced is 1, or outside tg_trainer_run). */
+TG_API int tg_trainer_save(tg_trainer *tr, const char *path);
+/* Load a checkpoint: resume 1 continues its run (parameters, moments, step, data position;
+ * the model configuration must match); resume 0 takes the parameters only (another writer's
+ * file with the same names and shapes will do; opt.* tensors are ignored). Everything is
+ * checked before anything is changed, and a mismatch names the tensor. */
+TG_API int tg_trainer_load(tg_trainer *tr, const char *path, int resume);
+/* Run the forward and backward of the next step (no update) and write every parameter's
+ * gradient under the parameter's name, the batch as int32 batch.inputs and batch.targets
+ * (B, T), sample-major, and the loss in __metadata__["loss"] (as text, %.9g). */
+TG_API int tg_trainer_dump_grads(tg_trainer *tr, const char *path, float *loss);
+TG_API void tg_trainer_free(tg_trainer *tr);
+
+/* Sampling from a language model: the prompt's tokens, then n more, each drawn from
+ * softmax(logits / temperature) restricted to the top_k most likely (0: all), with uniform
+ * numbers from (seed, position): the same seed gives the same text. temperature 0: the most
+ * likely token. A context longer than the model's is cut to its last ctx tokens. out receives
+ * n tokens. */
+typedef struct tg_sample_config {
+	int tokens;
+	float temperature;
+	int top_k;
+	uint64_t seed;
+} tg_sample_config;
+TG_API int tg_sample(tg_model *m, const int32_t *prompt, int nprompt, const tg_sample_config *c, int32_t *out);
 
 #ifdef __cplusplus
 }

@@ -20,7 +20,8 @@ TG_TEST_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 TG_TEST_LDADD = libtaskgrad.la $(CMOCKA_LIBS) -lm
 
 check_PROGRAMS += tests/test_ops_cpu tests/test_ops_cuda tests/test_runtime tests/test_graph tests/test_mlp \
-	tests/test_determinism tests/test_policies tests/test_partition tests/test_math tests/test_safetensors
+	tests/test_determinism tests/test_policies tests/test_partition tests/test_math tests/test_safetensors \
+	tests/test_train tests/test_models
 tests_test_ops_cpu_SOURCES = tests/test_ops.c tests/op_cases.c tests/op_cases.h tests/tg_test.h
 tests_test_ops_cpu_CPPFLAGS = $(AM_CPPFLAGS) -DTG_TEST_BACKEND=TG_BACKEND_CPU
 tests_test_ops_cpu_CFLAGS = $(TG_TEST_CFLAGS)
@@ -48,6 +49,13 @@ tests_test_partition_LDADD = $(TG_TEST_LDADD)
 tests_test_safetensors_SOURCES = tests/test_safetensors.c tests/tg_test.h
 tests_test_safetensors_CFLAGS = $(TG_TEST_CFLAGS)
 tests_test_safetensors_LDADD = $(TG_TEST_LDADD)
+tests_test_train_SOURCES = tests/test_train.c tests/tg_test.h
+tests_test_train_CFLAGS = $(TG_TEST_CFLAGS)
+tests_test_train_LDADD = $(TG_TEST_LDADD)
+# the models against a double-precision implementation written apart from the ops
+tests_test_models_SOURCES = tests/test_models.c tests/ref_models.c tests/ref_models.h tests/tg_test.h
+tests_test_models_CFLAGS = $(TG_TEST_CFLAGS)
+tests_test_models_LDADD = $(TG_TEST_LDADD)
 # the scalar functions of the CPU kernels (ops/tg_math.h), compiled with the kernels' flags
 tests_test_math_SOURCES = tests/test_math.c
 tests_test_math_CFLAGS = $(TG_TEST_CFLAGS) $(TG_VECTOR_CFLAGS)
@@ -55,7 +63,8 @@ tests_test_math_LDADD = $(CMOCKA_LIBS) -lm
 tests_test_policies_SOURCES = tests/test_policies.c
 tests_test_policies_LDADD = libtaskgrad.la
 TESTS += tests/test_ops_cpu tests/test_ops_cuda tests/test_runtime tests/test_graph tests/test_mlp \
-	tests/test_determinism tests/test_policies tests/test_partition tests/test_math tests/test_safetensors
+	tests/test_determinism tests/test_policies tests/test_partition tests/test_math tests/test_safetensors \
+	tests/test_train tests/test_models
 else
 check-local:
 	@echo "make check needs CMocka (libcmocka-dev); configure did not find it" >&2; exit 1

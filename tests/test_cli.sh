@@ -43,7 +43,7 @@ expect() {
 		[ "$lines" = 1 ] || { fail "taskgrad $label: $lines lines on stderr, expected one"; sed 's/^/    /' "$tmp/err"; }
 		grep -q -e "$pattern" "$tmp/err" || fail "taskgrad $label: stderr lacks '$pattern': $(cat "$tmp/err")"
 	else
-		[ ! -s "$tmp/err" ] || { fail "taskgrad $label: a success printed on stderr:"; sed 's/^/    /' "$tmp/err"; }
+		grep -v '^step [0-9]' "$tmp/err" | grep -q . && { fail "taskgrad $label: a success printed on stderr:"; sed 's/^/    /' "$tmp/err"; }
 		[ -z "$pattern" ] || grep -q -e "$pattern" "$tmp/out" || fail "taskgrad $label: stdout lacks '$pattern'"
 	fi
 	echo "ok: taskgrad $label -> $rc"
@@ -51,95 +51,109 @@ expect() {
 
 expect 0 "Usage: taskgrad COMMAND" --help
 expect 0 "^taskgrad [0-9]" --version
-expect 0 "--graph FILE" train --help
+expect 0 "--graph FILE.dot" train --help
+expect 0 "^Model:" train --help
+expect 0 "--top-k K" sample --help
 expect 0 "^eager$" policies
 expect 0 "^matmul " ops
 expect 0 "^attention " ops
 expect 0 "^clip_grad_norm  clip" ops
 expect 2 "unknown command 'frobnicate'" frobnicate
 expect 2 "unknown option '--bogus'" --bogus
-expect 2 "unknown option '--bogus'" train --bogus
-expect 2 "unexpected argument 'extra'" train extra
-expect 2 "option '--s' is ambiguous: it could be --sched, --steps, --seed" train --s 5
-expect 2 "option '--gr' is ambiguous: it could be --graph, --graph-step" train --gr x.dot
-expect 2 "unknown option '-z'" train -qz
-expect 2 "unknown option '-z'" train -zq
-expect 2 "option '--fast' takes no value, got '--fast=1'" train --fast=1
-expect 2 "option '--quiet' takes no value" train --quiet=yes
+expect 2 "unknown option '--bogus'" train --model mlp --bogus
+expect 2 "unexpected argument 'extra'" train --model mlp extra
+expect 2 "option '--s' is ambiguous: it could be --steps, --sched, --seed" train --model mlp --s 5
+expect 2 "option '--ch' is ambiguous: it could be --checkpoint, --checkpoint-every" train --model mlp --ch x
+expect 2 "unknown option '-z'" train --model mlp -qz
+expect 2 "unknown option '-z'" train --model mlp -zq
+expect 2 "option '--fast' takes no value, got '--fast=1'" train --model mlp --fast=1
+expect 2 "option '--quiet' takes no value" train --model mlp --quiet=yes
 expect 2 "ops takes no arguments" ops extra
-expect 2 "--steps: 'abc' is not a whole number" train --steps abc
-expect 2 "--steps: must not be negative" train --steps -5
-expect 2 "--steps: must be between 1" train --steps 0
-expect 2 "--steps: '99999999999999999999' is not a whole number" train --steps 99999999999999999999
-expect 2 "--batch: '1.5' is not a whole number" train --batch 1.5
-expect 2 "--lr: must not be negative" train --lr -0.1
-expect 2 "--lr: 'nan' is not a finite number" train --lr nan
-expect 2 "--lr: must be > 0" train --lr 0
-expect 2 "--momentum: must be in \[0, 1)" train --momentum 1
-expect 2 "--seed: '-1' is not a non-negative whole number" train --seed -1
-expect 2 "--ncpu: must not be negative" train --ncpu -1
-expect 2 "--seed: ' 1' is not a non-negative whole number" train --seed " 1"
-expect 2 "--steps: ' 5' is not a whole number" train --steps " 5"
-expect 2 "--momentum: must be in \[0, 1)" train --momentum 0.99999999999
-expect 2 "asked for 4096 CPU workers, but .* at most" train --ncpu 4096 --steps 5
-expect 2 "STARPU_NCPU=4096 asks for 4096 CPU workers, but .* at most" STARPU_NCPU=4096 train --steps 5
-expect 2 "STARPU_NCPU='abc' in the environment is not a whole number" STARPU_NCPU=abc train --steps 5
-expect 2 "STARPU_NCPU=-1 in the environment must be between 0" STARPU_NCPU=-1 train --steps 5
-expect 2 "STARPU_NCPUS='x'" STARPU_NCPUS=x train --steps 5
-expect 2 "STARPU_NCUDA=-3" STARPU_NCUDA=-3 train --steps 5
-expect 2 "STARPU_CALIBRATE='yes'" STARPU_CALIBRATE=yes train --steps 5
-expect 2 "STARPU_SCHED_ALPHA='fast' in the environment is not a number (StarPU would abort on it)" STARPU_SCHED_ALPHA=fast train --steps 5
-expect 2 "STARPU_NTHREADS_PER_CORE=0 in the environment must be" STARPU_NTHREADS_PER_CORE=0 train --steps 5
-expect 2 "STARPU_NTHREADS_PER_CORE=1024 in the environment must be" STARPU_NTHREADS_PER_CORE=1024 train --steps 5
-expect 2 "STARPU_MAIN_THREAD_CPUID=2147483647 in the environment names CPU 2147483647, which this machine does not have" STARPU_MAIN_THREAD_CPUID=2147483647 train --steps 5
-expect 2 "STARPU_WORKERS_CPUID='abc' in the environment is not a list of CPU numbers" STARPU_WORKERS_CPUID=abc train --steps 5
-expect 2 "STARPU_WATCHDOG_TIMEOUT='abc' in the environment is not a positive whole number of microseconds" STARPU_WATCHDOG_TIMEOUT=abc train --steps 5
-expect 2 "STARPU_NCPU='' in the environment is not a whole number (StarPU would read it as 0)" STARPU_NCPU= train --steps 5
-expect 2 "disagree" STARPU_NCPU=1 STARPU_NCPUS=2 train --steps 5
-expect 2 "STARPU_NCPU=2 in the environment conflicts with the configured 1" STARPU_NCPU=2 train --steps 5 --ncpu 1
-expect 2 "STARPU_RESERVE_NCPU=1 in the environment keeps 1 core" STARPU_RESERVE_NCPU=1 train --steps 5 --ncpu 1 --ncuda 0
-expect 2 "no worker to start: asked for 0 CPU workers" train --steps 5 --ncpu 0 --ncuda 0
+expect 2 "--steps: 'abc' is not a whole number" train --model mlp --steps abc
+expect 2 "--steps: must not be negative" train --model mlp --steps -5
+expect 2 "--steps 0 trains nothing: give --checkpoint FILE" train --model mlp --steps 0
+expect 2 "--steps: '99999999999999999999' is not a whole number" train --model mlp --steps 99999999999999999999
+expect 2 "--batch: '1.5' is not a whole number" train --model mlp --batch 1.5
+expect 2 "--lr: must not be negative" train --model mlp --lr -0.1
+expect 2 "--lr: 'nan' is not a finite number" train --model mlp --lr nan
+expect 2 "--lr: must be > 0" train --model mlp --lr 0
+expect 2 "--weight-decay: must not be negative" train --model mlp --weight-decay -1
+expect 2 "--seed: '-1' is not a non-negative whole number" train --model mlp --seed -1
+expect 2 "--ncpu: must not be negative" train --model mlp --ncpu -1
+expect 2 "--seed: ' 1' is not a non-negative whole number" train --model mlp --seed " 1"
+expect 2 "--steps: ' 5' is not a whole number" train --model mlp --steps " 5"
+expect 2 "--clip: 'inf' is not a finite number" train --model mlp --clip inf
+expect 2 "asked for 4096 CPU workers, but .* at most" train --model mlp --ncpu 4096 --steps 5
+expect 2 "STARPU_NCPU=4096 asks for 4096 CPU workers, but .* at most" STARPU_NCPU=4096 train --model mlp --steps 5
+expect 2 "STARPU_NCPU='abc' in the environment is not a whole number" STARPU_NCPU=abc train --model mlp --steps 5
+expect 2 "STARPU_NCPU=-1 in the environment must be between 0" STARPU_NCPU=-1 train --model mlp --steps 5
+expect 2 "STARPU_NCPUS='x'" STARPU_NCPUS=x train --model mlp --steps 5
+expect 2 "STARPU_NCUDA=-3" STARPU_NCUDA=-3 train --model mlp --steps 5
+expect 2 "STARPU_CALIBRATE='yes'" STARPU_CALIBRATE=yes train --model mlp --steps 5
+expect 2 "STARPU_SCHED_ALPHA='fast' in the environment is not a number (StarPU would abort on it)" STARPU_SCHED_ALPHA=fast train --model mlp --steps 5
+expect 2 "STARPU_NTHREADS_PER_CORE=0 in the environment must be" STARPU_NTHREADS_PER_CORE=0 train --model mlp --steps 5
+expect 2 "STARPU_NTHREADS_PER_CORE=1024 in the environment must be" STARPU_NTHREADS_PER_CORE=1024 train --model mlp --steps 5
+expect 2 "STARPU_MAIN_THREAD_CPUID=2147483647 in the environment names CPU 2147483647, which this machine does not have" STARPU_MAIN_THREAD_CPUID=2147483647 train --model mlp --steps 5
+expect 2 "STARPU_WORKERS_CPUID='abc' in the environment is not a list of CPU numbers" STARPU_WORKERS_CPUID=abc train --model mlp --steps 5
+expect 2 "STARPU_WATCHDOG_TIMEOUT='abc' in the environment is not a positive whole number of microseconds" STARPU_WATCHDOG_TIMEOUT=abc train --model mlp --steps 5
+expect 2 "STARPU_NCPU='' in the environment is not a whole number (StarPU would read it as 0)" STARPU_NCPU= train --model mlp --steps 5
+expect 2 "disagree" STARPU_NCPU=1 STARPU_NCPUS=2 train --model mlp --steps 5
+expect 2 "STARPU_NCPU=2 in the environment conflicts with the configured 1" STARPU_NCPU=2 train --model mlp --steps 5 --ncpu 1
+expect 2 "STARPU_RESERVE_NCPU=1 in the environment keeps 1 core" STARPU_RESERVE_NCPU=1 train --model mlp --steps 5 --ncpu 1 --ncuda 0
+expect 2 "no worker to start: asked for 0 CPU workers" train --model mlp --steps 5 --ncpu 0 --ncuda 0
 grep -q -e "-1\|(null)" "$tmp/err" && fail "--ncpu 0: the message names a count nobody asked for: $(cat "$tmp/err")"
 # a variable given to one run is not left set for the next ones
 [ -z "${STARPU_NCPU+set}${STARPU_NCPUS+set}" ] || fail "STARPU_NCPU or STARPU_NCPUS stayed set after the runs above"
-expect 2 "--graph-step: 10 is not one of the 10 steps" train --steps 10 --graph-step 10
-expect 2 "option '--graph' needs a value" train --graph
-expect 2 "--model: unknown model 'gpt'" train --model gpt
-expect 2 "unknown scheduling policy 'nosuch'.*dmda" train --sched nosuch
-expect 2 "folder 'no-such-dir' does not exist" train --graph no-such-dir/step.dot
-expect 2 "'$tmp': it is a folder" train --graph "$tmp"
+expect 2 "option '--graph' needs a value" train --model mlp --graph
+expect 2 "--model: unknown model 'rnn' (available: mlp, lstm, gpt)" train --model rnn
+expect 2 "unknown scheduling policy 'nosuch'.*dmda" train --model mlp --sched nosuch
+expect 2 "folder 'no-such-dir' does not exist" train --model mlp --graph no-such-dir/step.dot
+expect 2 "'$tmp': it is a folder" train --model mlp --graph "$tmp"
 # a device is never replaced. Only a device node of our own is offered (were the check broken,
 # a real one, /dev/null, could be replaced as root); where none can be made (not root, or no
 # right to make device nodes) the case is skipped.
 if mknod "$tmp/null" c 1 3 2>/dev/null && [ -c "$tmp/null" ]; then
-	expect 2 "'$tmp/null': it is a character device" train --graph "$tmp/null" --steps 5
+	expect 2 "'$tmp/null': it is a character device" train --model mlp --graph "$tmp/null" --steps 5
 	[ -c "$tmp/null" ] || fail "$tmp/null is not a character device any more"
 else
 	echo "SKIP: a device as the graph file (no device node can be made here)"
 fi
 mkfifo "$tmp/fifo" || exit 99
-expect 2 "it is a FIFO" train --graph "$tmp/fifo" --steps 5
-expect 2 "the name ends in '/'" train --graph "$tmp/new.dot/" --steps 5
+expect 2 "it is a FIFO" train --model mlp --graph "$tmp/fifo" --steps 5
+expect 2 "the name ends in '/'" train --model mlp --graph "$tmp/new.dot/" --steps 5
 long=$(printf '%0300d' 0)
-expect 2 "File name too long" train --graph "$tmp/$long.dot" --steps 5
-expect 2 "'.*\.\.\..*0.dot': File name too long" train --graph "$tmp/$(printf '%01300d' 0).dot" --steps 5
+expect 2 "File name too long" train --model mlp --graph "$tmp/$long.dot" --steps 5
+expect 2 "'.*\.\.\..*0.dot': File name too long" train --model mlp --graph "$tmp/$(printf '%01300d' 0).dot" --steps 5
 ln -s nothing "$tmp/dangling" || exit 99
-expect 2 "symbolic link to nothing" train --graph "$tmp/dangling" --steps 5
-expect 2 "graph: no output file name" train --graph "" --steps 5
-expect 2 "conflicts with STARPU_SCHED=eager" STARPU_SCHED=eager train --sched dmda --steps 5
-expect 2 "batch size 5000 is larger than the training set" train --batch 5000 --steps 5
-expect 1 "training diverged" train --lr 10000 --steps 300 -q
+expect 2 "symbolic link to nothing" train --model mlp --graph "$tmp/dangling" --steps 5
+expect 2 "graph: no output file name" train --model mlp --graph "" --steps 5
+expect 2 "conflicts with STARPU_SCHED=eager" STARPU_SCHED=eager train --model mlp --sched dmda --steps 5
+expect 2 "a batch of 5000 is larger than the training split" train --model mlp --batch 5000 --steps 5
+# a run that diverges stops with a message naming the step: weights with a NaN (written by
+# --steps 0, then the output layer's first bias overwritten in the file's data) make the
+# first loss NaN
+expect 0 "" train --model mlp --steps 0 --checkpoint "$tmp/init.safetensors" -q
+hlen=$(od -An -tu4 -N4 "$tmp/init.safetensors" | tr -d ' ')
+at=$(head -c $((8 + hlen)) "$tmp/init.safetensors" | tr -d '\n' |
+	sed -n 's/.*"fc3\.bias":{[^}]*"data_offsets":\[\([0-9]*\),.*/\1/p')
+[ -n "$at" ] || { fail "no fc3.bias in the header of a checkpoint"; at=0; }
+cp "$tmp/init.safetensors" "$tmp/nan.safetensors" || exit 99
+printf '\377\377\377\177' | dd of="$tmp/nan.safetensors" bs=1 seek=$((8 + hlen + at)) conv=notrunc 2>/dev/null || exit 99
+expect 1 "training diverged: the loss is NaN at step 0" train --model mlp --init "$tmp/nan.safetensors" --steps 300 -q
 
 # nothing half-written: a failing run leaves an existing output alone
 echo "previous graph" > "$tmp/step.dot"
-expect 2 "not a whole number" train --steps x --graph "$tmp/step.dot"
+expect 2 "not a whole number" train --model mlp --steps x --graph "$tmp/step.dot"
 [ "$(cat "$tmp/step.dot")" = "previous graph" ] || fail "a failed run changed the existing graph file"
-expect 1 "training diverged" train --lr 10000 --steps 300 -q --graph "$tmp/step.dot" --graph-step 0
+cp "$tmp/init.safetensors" "$tmp/good.safetensors" || exit 99
+expect 1 "training diverged" train --model mlp --init "$tmp/nan.safetensors" --steps 300 -q --graph "$tmp/step.dot" \
+	--checkpoint "$tmp/good.safetensors" --checkpoint-every 1
 [ "$(cat "$tmp/step.dot")" = "previous graph" ] || fail "a diverged run replaced the existing graph file"
+cmp -s "$tmp/init.safetensors" "$tmp/good.safetensors" || fail "a diverged run replaced the last good checkpoint"
 
 # a real run: it learns, and its graph renders
-expect 0 "test accuracy" train --sched eager --steps 300 --graph "$tmp/step.dot" --ncpu 1
-grep -q "graph of step 0: .*step.dot (29 tasks" "$tmp/out" || fail "the run did not report its graph: $(cat "$tmp/out")"
+expect 0 "final loss" train --model mlp --sched eager --steps 300 --graph "$tmp/step.dot" --ncpu 1
+grep -q "graph of step [0-9]*: .*step.dot ([0-9]* tasks" "$tmp/out" || fail "the run did not report its graph: $(cat "$tmp/out")"
 if command -v dot >/dev/null; then
 	dot -Tsvg "$tmp/step.dot" -o "$tmp/step.svg" || fail "dot cannot render the graph"
 else
@@ -149,12 +163,12 @@ ls -a "$tmp" | grep -q '^\.taskgrad-' && fail "a temporary file was left behind"
 
 # a link to a regular file: the file gets the graph, the link stays
 echo old > "$tmp/target.dot" && ln -s target.dot "$tmp/link.dot" || exit 99
-expect 0 "graph of step 0" train --steps 5 --graph "$tmp/link.dot" -q
+expect 0 "graph of step" train --model mlp --steps 5 --graph "$tmp/link.dot" -q
 [ -L "$tmp/link.dot" ] || fail "the symbolic link was replaced"
 grep -q "digraph taskgrad" "$tmp/target.dot" || fail "the file the link names did not get the graph"
 
 # what is printed must reach its file
-for args in "policies" "--help" "train --steps 5 -q"; do
+for args in "policies" "--help" "train --model mlp --steps 5 -q"; do
 	"$tg" $args >/dev/full 2>"$tmp/err"
 	rc=$?
 	[ "$rc" = 1 ] && [ "$(wc -l < "$tmp/err")" = 1 ] && grep -q "writing the standard output failed" "$tmp/err" ||
@@ -172,18 +186,18 @@ run_in_home() {
 
 # a first-time dmda run in a fresh HOME prints taskgrad's lines only
 home=$tmp/home
-run_in_home "$home" train --sched dmda --steps 50 || fail "a first dmda run in a fresh HOME failed: $(cat "$tmp/err")"
-[ ! -s "$tmp/err" ] || { fail "a first dmda run in a fresh HOME printed on stderr:"; sed 's/^/    /' "$tmp/err"; }
-grep -v -E '^(taskgrad [0-9]|model |step |final loss )' "$tmp/out" | grep -q . &&
+run_in_home "$home" train --model mlp --sched dmda --steps 50 || fail "a first dmda run in a fresh HOME failed: $(cat "$tmp/err")"
+! grep -v '^step [0-9]' "$tmp/err" | grep -q . || { fail "a first dmda run in a fresh HOME printed on stderr:"; sed 's/^/    /' "$tmp/err"; }
+grep -v -E '^(taskgrad [0-9]|model |train: |final loss )' "$tmp/out" | grep -q . &&
 	{ fail "a first dmda run printed lines that are not taskgrad's:"; sed 's/^/    /' "$tmp/out"; }
 ls -d "$home"/.cache/taskgrad/starpu-*/bus >/dev/null 2>&1 || fail "no bus calibration in \$HOME/.cache/taskgrad"
 ls "$home"/.cache/taskgrad/starpu-*/codelets/*/tg_matmul_fwd* >/dev/null 2>&1 ||
 	fail "no performance model of matmul in \$HOME/.cache/taskgrad"
-run_in_home "$home" train --sched dmda --steps 50 && [ ! -s "$tmp/err" ] ||
+run_in_home "$home" train --model mlp --sched dmda --steps 50 && ! grep -v '^step [0-9]' "$tmp/err" | grep -q . ||
 	{ fail "a second dmda run was not quiet:"; sed 's/^/    /' "$tmp/err"; }
 # four runs sharing a HOME at once (perfmodels written concurrently)
 for i in 1 2 3 4; do
-	env -u STARPU_HOME -u XDG_CACHE_HOME HOME="$home" "$tg" train --sched dmda --steps 100 --ncpu 1 -q \
+	env -u STARPU_HOME -u XDG_CACHE_HOME HOME="$home" "$tg" train --model mlp --sched dmda --steps 100 --ncpu 1 -q \
 		>"$tmp/out$i" 2>"$tmp/err$i" &
 done
 wait
@@ -191,10 +205,10 @@ for i in 1 2 3 4; do
 	[ ! -s "$tmp/err$i" ] || { fail "concurrent dmda run $i printed on stderr:"; sed 's/^/    /' "$tmp/err$i"; }
 done
 # --verbose lets StarPU speak (a fresh HOME: it calibrates the bus)
-run_in_home "$tmp/home2" train --sched dmda --steps 5 -q --verbose
+run_in_home "$tmp/home2" train --model mlp --sched dmda --steps 5 -q --verbose
 grep -q '^\[starpu\]' "$tmp/err" || fail "--verbose showed nothing of StarPU's on a first run"
 # ... even when the user's STARPU_SILENT=1 is set
-env -u STARPU_HOME -u XDG_CACHE_HOME HOME="$tmp/home4" STARPU_SILENT=1 "$tg" train --sched dmda --steps 5 -q --verbose \
+env -u STARPU_HOME -u XDG_CACHE_HOME HOME="$tmp/home4" STARPU_SILENT=1 "$tg" train --model mlp --sched dmda --steps 5 -q --verbose \
 	>"$tmp/out" 2>"$tmp/err"
 grep -q '^\[starpu\]' "$tmp/err" || fail "--verbose under STARPU_SILENT=1 showed nothing of StarPU's on a first run"
 # no writable cache: one note, the run goes on, and its temporary folder (in $TMPDIR) is
@@ -203,9 +217,9 @@ grep -q '^\[starpu\]' "$tmp/err" || fail "--verbose under STARPU_SILENT=1 showed
 mkdir -p "$tmp/tmpdir" || exit 99
 for h in "$tmp/a-file" ""; do
 	if [ -n "$h" ]; then
-		env -u STARPU_HOME -u XDG_CACHE_HOME HOME="$h" TMPDIR="$tmp/tmpdir" "$tg" train --steps 5 -q >"$tmp/out" 2>"$tmp/err"
+		env -u STARPU_HOME -u XDG_CACHE_HOME HOME="$h" TMPDIR="$tmp/tmpdir" "$tg" train --model mlp --steps 5 -q >"$tmp/out" 2>"$tmp/err"
 	else
-		env -u HOME -u STARPU_HOME -u XDG_CACHE_HOME TMPDIR="$tmp/tmpdir" "$tg" train --steps 5 -q >"$tmp/out" 2>"$tmp/err"
+		env -u HOME -u STARPU_HOME -u XDG_CACHE_HOME TMPDIR="$tmp/tmpdir" "$tg" train --model mlp --steps 5 -q >"$tmp/out" 2>"$tmp/err"
 	fi
 	rc=$?
 	[ "$rc" = 0 ] || fail "HOME='$h': exit $rc: $(cat "$tmp/err")"
@@ -213,29 +227,29 @@ for h in "$tmp/a-file" ""; do
 		{ fail "HOME='$h': expected one note on stderr:"; sed 's/^/    /' "$tmp/err"; }
 	[ -z "$(ls -A "$tmp/tmpdir")" ] || fail "HOME='$h': left in \$TMPDIR: $(ls -A "$tmp/tmpdir")"
 done
-expect 2 "STARPU_HOME=.*a-file cannot hold StarPU's performance models" STARPU_HOME="$tmp/a-file" train --steps 5
+expect 2 "STARPU_HOME=.*a-file cannot hold StarPU's performance models" STARPU_HOME="$tmp/a-file" train --model mlp --steps 5
 # StarPU's own folders in the cache (codelets/NN, bus, debug): one that is a file, which
 # StarPU would abort on, also means a temporary folder; in the user's own folder, an error
 version=$(cd "$home/.cache/taskgrad" && ls -d starpu-*)
 mkdir -p "$tmp/home3/.cache/taskgrad/$version" && : > "$tmp/home3/.cache/taskgrad/$version/codelets" || exit 99
-env -u STARPU_HOME -u XDG_CACHE_HOME HOME="$tmp/home3" TMPDIR="$tmp/tmpdir" "$tg" train --steps 5 -q >"$tmp/out" 2>"$tmp/err"
+env -u STARPU_HOME -u XDG_CACHE_HOME HOME="$tmp/home3" TMPDIR="$tmp/tmpdir" "$tg" train --model mlp --steps 5 -q >"$tmp/out" 2>"$tmp/err"
 [ "$?" = 0 ] && [ -z "$(ls -A "$tmp/tmpdir")" ] && [ "$(wc -l < "$tmp/err")" = 1 ] && grep -q "note: no cache directory is writable" "$tmp/err" ||
 	{ fail "a cache whose codelets folder is a file: expected one note on stderr:"; sed 's/^/    /' "$tmp/err"; }
 mkdir -p "$tmp/pm" && : > "$tmp/pm/bus" || exit 99
 expect 2 "STARPU_PERF_MODEL_DIR=.*pm cannot hold StarPU's performance models: '.*pm/bus' is not a directory" \
-	STARPU_PERF_MODEL_DIR="$tmp/pm" train --steps 5
+	STARPU_PERF_MODEL_DIR="$tmp/pm" train --model mlp --steps 5
 
 # StarPU's file names hold the host name and must fit in 255 characters
 host63=$(printf '%063d' 0)
 if [ ${#tmp} -lt 170 ]; then
 	pmdir=$tmp/$(printf '%0*d' $((179 - ${#tmp})) 0)
 	expect 2 "STARPU_PERF_MODEL_DIR=.* cannot hold StarPU's performance models: its name is longer than the .*STARPU_HOSTNAME, 63 characters" \
-		STARPU_HOSTNAME="$host63" STARPU_PERF_MODEL_DIR="$pmdir" train --steps 5
+		STARPU_HOSTNAME="$host63" STARPU_PERF_MODEL_DIR="$pmdir" train --model mlp --steps 5
 fi
-expect 2 "STARPU_HOSTNAME is 250 characters long" STARPU_HOSTNAME="$(printf '%0250d' 0)" train --steps 5
+expect 2 "STARPU_HOSTNAME is 250 characters long" STARPU_HOSTNAME="$(printf '%0250d' 0)" train --model mlp --steps 5
 
 # ---- Ctrl-C ends a run at once (env gives the background run the default SIGINT back)
-env --default-signal=INT "$tg" train --steps 100000000 -q >/dev/null 2>&1 &
+env --default-signal=INT "$tg" train --model mlp --steps 100000000 -q >/dev/null 2>&1 &
 pid=$!
 sleep 1
 kill -INT $pid

@@ -27,6 +27,20 @@
 #define STEPS 40
 #define LIMIT_S 120
 
+typedef struct loss_log {
+	float *losses;
+	int n;
+} loss_log;
+
+static int record_loss(tg_trainer *tr, const tg_step_info *info, void *user)
+{
+	(void)tr;
+	loss_log *l = user;
+	if (l->n < STEPS)
+		l->losses[l->n++] = info->loss;
+	return 0;
+}
+
 /* Train the MLP for STEPS steps under sched; 0 and the losses, or -1 with a message. */
 static int train(const char *sched, float *losses, char *why, size_t whysize)
 {
@@ -45,18 +59,27 @@ static int train(const char *sched, float *losses, char *why, size_t whysize)
 		snprintf(why, whysize, "asked for %s, runs %s", sched, info.sched);
 		rc = -1;
 	}
-	tg_train_opts o;
-	tg_train_opts_default(&o);
-	o.steps = STEPS;
-	tg_train_result r;
-	if (rc == 0 && tg_train_mlp_spirals(&o, &r) < 0) {
+	tg_model_config mc;
+	tg_model *m = NULL;
+	tg_dataset *d = NULL;
+	tg_trainer *tr = NULL;
+	tg_train_config tc;
+	tg_train_config_default(&tc);
+	tc.steps = STEPS;
+	tc.batch = 128;
+	tc.lr = 0.02f;
+	tc.warmup = 10;
+	tc.eval_every = 0;
+	loss_log log = {losses, 0};
+	if (rc == 0 && (tg_model_config_default(&mc, "mlp") < 0 || tg_model_new(&m, &mc) < 0 ||
+	                tg_dataset_spirals(&d, 1024, 0.04f, 1) < 0 || tg_trainer_new(&tr, m, d, &tc) < 0 ||
+	                tg_trainer_run(tr, record_loss, &log) < 0)) {
 		snprintf(why, whysize, "training: %s", tg_last_error());
 		rc = -1;
 	}
-	if (rc == 0) {
-		memcpy(losses, r.losses, STEPS * sizeof *losses);
-		free(r.losses);
-	}
+	tg_trainer_free(tr);
+	tg_dataset_free(d);
+	tg_model_free(m);
 	if (tg_shutdown() < 0 && rc == 0) {
 		snprintf(why, whysize, "tg_shutdown: %s", tg_last_error());
 		rc = -1;

@@ -1,0 +1,237 @@
+/* checkpoint.c — a trainer's state in a safetensors file, and one step's gradients.
+ *
+ * A checkpoint holds every parameter under its name, the AdamW moments as opt.m.<name> and
+ * opt.v.<name>, and in __metadata__ the model configuration (model.*), the step and the
+ * run's length (train.*) and the data position (data.position: the next batch). Loading
+ * checks the whole file before it changes anything. */
+#include "tg_model.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+#define FORMAT "taskgrad-checkpoint-1"
+
+typedef struct meta_int {
+	const char *key;
+	long long value;
+} meta_int;
+
+static int config_meta(const tg_model_config *c, meta_int *out)
+{
+	int n = 0;
+	out[n++] = (meta_int){"model.vocab", c->vocab};
+	out[n++] = (meta_int){"model.layers", c->layers};
+	out[n++] = (meta_int){"model.dmodel", c->dmodel};
+	out[n++] = (meta_int){"model.heads", c->heads};
+	out[n++] = (meta_int){"model.ctx", c->ctx};
+	out[n++] = (meta_int){"model.inputs", c->inputs};
+	out[n++] = (meta_int){"model.untied", c->untied};
+	return n;
+}
+
+static int set_int(tg_st_writer *w, const char *key, long long v)
+{
+	char buf[32];
+	snprintf(buf, sizeof buf, "%lld", v);
+	return tg_st_writer_set_metadata(w, key, buf);
+}
+
+/* The parameters (and with moments, opt.m.* and opt.v.*) of m into w. */
+static int add_model(tg_st_writer *w, const tg_model *m, int moments)
+{
+	for (int i = 0; i < tg_model_num_params(m); i++)
+		TG_TRY(tg_st_writer_add_tensor(w, m->spec[i].name, tg_model_param(m, i)));
+	for (int k = 0; moments && k < 2; k++)
+		for (int i = 0; i < tg_model_num_params(m); i++) {
+			char name[TG_PARAM_NAME + 8];
+			snprintf(name, sizeof name, "opt.%c.%s", k ? 'v' : 'm', m->spec[i].name);
+			TG_TRY(tg_st_writer_add_tensor(w, name, tg_model_adam_state(m, i, k)));
+		}
+	return 0;
+}
+
+static int add_config(tg_st_writer *w, const tg_model *m)
+{
+	const tg_model_config *c = tg_model_get_config(m);
+	TG_TRY(tg_st_writer_set_metadata(w, "format", FORMAT));
+	TG_TRY(tg_st_writer_set_metadata(w, "model.arch", c->arch));
+	meta_int mi[16];
+	int n = config_meta(c, mi);
+	for (int i = 0; i < n; i++)
+		TG_TRY(set_int(w, mi[i].key, mi[i].value));
+	char seed[32];
+	snprintf(seed, sizeof seed, "%" PRIu64, c->seed);
+	return tg_st_writer_set_metadata(w, "model.seed", seed);
+}
+
+int tg_checkpoint_write(const tg_model *m, int step, int steps, const char *path)
+{
+	tg_st_writer *w;
+	TG_TRY(tg_st_writer_new(&w));
+	int rc = add_config(w, m);
+	if (rc == 0)
+		rc = set_int(w, "train.step", step);
+	if (rc == 0)
+		rc = set_int(w, "train.steps", steps);
+	if (rc == 0)
+		rc = set_int(w, "data.position", step);
+	if (rc == 0)
+		rc = add_model(w, m, 1);
+	if (rc == 0)
+		rc = tg_st_writer_write(w, path);
+	tg_st_writer_free(w);
+	return rc;
+}
+
+/* A whole number of metadata key in [min, max]. */
+static int meta_ll(const tg_st_file *f, const char *path, const char *key, long long min, long long max, long long *out)
+{
+	const char *v = tg_st_metadata(f, key);
+	TG_CHECK(v, TG_EINVAL, "checkpoint '%s': __metadata__ has no '%s'", path, key);
+	char *end;
+	long long x = strtoll(v, &end, 10);
+	TG_CHECK(*v && !*end && x >= min && x <= max, TG_EINVAL,
+	         "checkpoint '%s': __metadata__ '%s' is '%.40s', not a whole number in [%lld, %lld]", path, key, v, min, max);
+	*out = x;
+	return 0;
+}
+
+static int check_config_meta(const tg_st_file *f, const char *path, const tg_model *m)
+{
+	const tg_model_config *c = tg_model_get_config(m);
+	const char *fmt = tg_st_metadata(f, "format"), *arch = tg_st_metadata(f, "model.arch");
+	TG_CHECK(fmt && strcmp(fmt, FORMAT) == 0, TG_EINVAL,
+	         "checkpoint '%s' was not written by taskgrad's trainer (__metadata__ format is %s%.40s%s, expected '%s'); "
+	         "use it to initialise weights instead of resuming", path, fmt ? "'" : "", fmt ? fmt : "missing",
+	         fmt ? "'" : "", FORMAT);
+	TG_CHECK(arch && strcmp(arch, c->arch) == 0, TG_EINVAL, "checkpoint '%s' holds a '%.40s' model, not '%s'", path,
+	         arch ? arch : "?", c->arch);
+	meta_int mi[16];
+	int n = config_meta(c, mi);
+	for (int i = 0; i < n; i++) {
+		long long v;
+		TG_TRY(meta_ll(f, path, mi[i].key, 0, INT32_MAX, &v));
+		TG_CHECK(v == mi[i].value, TG_EINVAL, "checkpoint '%s' has %s = %lld, this model %lld", path, mi[i].key, v,
+		         mi[i].value);
+	}
+	return 0;
+}
+
+/* Every tensor of f is one m expects: a parameter, or (allow_moments) opt.m./opt.v. of one. */
+static int check_names(const tg_st_file *f, const char *path, const tg_model *m, int allow_moments)
+{
+	for (int i = 0; i < tg_st_num_tensors(f); i++) {
+		tg_st_info info;
+		TG_TRY(tg_st_tensor_info(f, i, &info));
+		const char *name = info.name;
+		if (allow_moments && (strncmp(name, "opt.m.", 6) == 0 || strncmp(name, "opt.v.", 6) == 0))
+			name += 6;
+		TG_CHECK(tg_model_find_param(m, name) >= 0, TG_EINVAL,
+		         "checkpoint '%s': tensor '%.100s' is not a parameter of this %s model", path, info.name, m->name);
+	}
+	return 0;
+}
+
+int tg_checkpoint_read(tg_model *m, const char *path, int resume, long long *step, long long *steps)
+{
+	tg_st_file *f;
+	TG_TRY(tg_st_open(&f, path));
+	int np = tg_model_num_params(m), rc = 0;
+	float *host = malloc((size_t)m->nweights * (resume ? 3 : 1) * sizeof *host);
+	if (!host)
+		rc = tg_set_error(TG_ENOMEM, "out of memory");
+	if (rc == 0 && resume)
+		rc = check_config_meta(f, path, m);
+	if (rc == 0 && resume)
+		rc = meta_ll(f, path, "train.step", 0, INT32_MAX, step);
+	if (rc == 0 && resume)
+		rc = meta_ll(f, path, "train.steps", 0, INT32_MAX, steps);
+	if (rc == 0)
+		rc = check_names(f, path, m, 1);
+	/* everything is read and checked before anything changes */
+	for (int k = 0; rc == 0 && k < (resume ? 3 : 1); k++) {
+		float *dst = host + (size_t)k * (size_t)m->nweights;
+		for (int i = 0; rc == 0 && i < np; i++) {
+			const tg_param_spec *s = &m->spec[i];
+			char name[TG_PARAM_NAME + 8];
+			snprintf(name, sizeof name, "%s%s", k == 0 ? "" : k == 1 ? "opt.m." : "opt.v.", s->name);
+			if (tg_st_find(f, name) < 0) {
+				rc = tg_set_error(TG_EINVAL, "checkpoint '%s' has no tensor '%s'%s", path, name,
+				                  k ? " (the AdamW state needed to resume)" : "");
+				break;
+			}
+			rc = tg_st_read_f32(f, name, s->rank, s->shape, dst);
+			dst += s->rank > 1 ? s->shape[0] * s->shape[1] : s->shape[0];
+		}
+	}
+	for (int k = 0; rc == 0 && k < (resume ? 3 : 1); k++) {
+		tg_tensor *flat = m->flat[k == 0 ? TG_FAMILY_PARAM : k == 1 ? TG_FAMILY_M : TG_FAMILY_V];
+		rc = tg_tensor_from_host(flat, host + (size_t)k * (size_t)m->nweights, (size_t)m->nweights * sizeof *host);
+	}
+	free(host);
+	tg_st_close(f);
+	return rc;
+}
+
+int tg_grads_write(const tg_model *m, const int32_t *inputs, const int32_t *targets, int64_t B, int64_t T, int64_t W,
+                   float loss, const char *path)
+{
+	tg_st_writer *w;
+	TG_TRY(tg_st_writer_new(&w));
+	int rc = add_config(w, m);
+	char buf[32];
+	snprintf(buf, sizeof buf, "%.9g", (double)loss);
+	if (rc == 0)
+		rc = tg_st_writer_set_metadata(w, "loss", buf);
+	for (int i = 0; rc == 0 && i < tg_model_num_params(m); i++)
+		rc = tg_st_writer_add_tensor(w, m->spec[i].name, m->part[TG_FAMILY_GRAD][i]);
+	if (rc == 0 && inputs)
+		rc = tg_st_writer_add(w, "batch.inputs", "I32", 2, (const int64_t[]){B, W}, inputs, (size_t)(B * W) * 4);
+	if (rc == 0)
+		rc = tg_st_writer_add(w, "batch.targets", "I32", 2, (const int64_t[]){B, T}, targets, (size_t)(B * T) * 4);
+	if (rc == 0)
+		rc = tg_st_writer_write(w, path);
+	tg_st_writer_free(w);
+	return rc;
+}
+
+int tg_model_load(tg_model *m, const char *path)
+{
+	TG_CHECK(m && path, TG_EINVAL, "tg_model_load: NULL argument");
+	TG_TRY(tg_wait_all());
+	return tg_checkpoint_read(m, path, 0, NULL, NULL);
+}
+
+int tg_model_config_read(tg_model_config *c, const char *path)
+{
+	TG_CHECK(c && path, TG_EINVAL, "tg_model_config_read: NULL argument");
+	tg_st_file *f;
+	TG_TRY(tg_st_open(&f, path));
+	int rc = 0;
+	const char *arch = tg_st_metadata(f, "model.arch");
+	if (!arch)
+		rc = tg_set_error(TG_EINVAL, "checkpoint '%s' does not say which model it holds (no model.arch in "
+		                  "__metadata__): give the model's flags and use it to initialise weights", path);
+	if (rc == 0)
+		rc = tg_model_config_default(c, arch);
+	meta_int mi[16];
+	int n = rc == 0 ? config_meta(c, mi) : 0;
+	for (int i = 0; i < n && rc == 0; i++) {
+		long long v;
+		rc = meta_ll(f, path, mi[i].key, 0, INT32_MAX, &v);
+		int *field = !strcmp(mi[i].key, "model.vocab") ? &c->vocab : !strcmp(mi[i].key, "model.layers") ? &c->layers
+		             : !strcmp(mi[i].key, "model.dmodel") ? &c->dmodel : !strcmp(mi[i].key, "model.heads") ? &c->heads
+		             : !strcmp(mi[i].key, "model.ctx") ? &c->ctx : !strcmp(mi[i].key, "model.inputs") ? &c->inputs
+		             : &c->untied;
+		if (rc == 0)
+			*field = (int)v;
+	}
+	const char *seed = tg_st_metadata(f, "model.seed");
+	if (rc == 0 && seed)
+		c->seed = strtoull(seed, NULL, 10);
+	tg_st_close(f);
+	return rc;
+}

@@ -1,0 +1,221 @@
+/* gpt.c — a GPT-2 language model (Hugging Face GPT-2 names and layouts).
+ *
+ *   x = wte[tokens] + wpe[t]
+ *   per block:  x = x + c_proj(attention(c_attn(ln_1(x))))       causal, H heads
+ *               x = x + mlp.c_proj(gelu(mlp.c_fc(ln_2(x))))       4C hidden
+ *   logits = ln_f(x) wte^T          (the head is the token embedding unless untied)
+ *
+ * Weights are (in, out) as in GPT-2's Conv1D: y = x W + b. Initialisation as GPT-2: normal
+ * weights of std 0.02, the projections into the residual stream (attn.c_proj, mlp.c_proj)
+ * 0.02 / sqrt(2 L), zero biases, layer norms 1 and 0. Residual adds are fused with the next
+ * layer norm (add_layernorm). Activations are kept per batch size. */
+#include "tg_model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define GPT_CACHES 4
+#define GPT_EPS 1e-5f
+
+/* the parameters of a block, in table order */
+enum { LN1_W, LN1_B, ATTN_W, ATTN_B, PROJ_W, PROJ_B, LN2_W, LN2_B, FC_W, FC_B, FCP_W, FCP_B, NBLOCK };
+#define P_WTE 0
+#define P_WPE 1
+#define P_BLOCK(l, k) (2 + (l) * NBLOCK + (k))
+#define P_LNF_W(L) (2 + (L) * NBLOCK)
+#define P_LNF_B(L) (3 + (L) * NBLOCK)
+#define P_HEAD(L) (4 + (L) * NBLOCK)
+
+/* the activations of one block (B, T, .) */
+enum {
+	A_QKV, A_QKVB, A_ATT, A_AO, A_PROJ, A_PROJB, A_RES1, A_LN2, A_LN2M, A_LN2R, A_FC, A_GL, A_MO, A_MOB,
+	A_RES2, A_LNN, A_LNNM, A_LNNR, NACTS /* RES2/LNN: the residual sum and the next layer norm (ln_1 of the next block, or ln_f) */
+};
+
+typedef struct gpt_acts {
+	int64_t B;
+	tg_tensor *emb, *x0, *ln1, *ln1m, *ln1r; /* embeddings, + positions, ln_1 of block 0 */
+	tg_tensor **a;                            /* L * NACTS */
+} gpt_acts;
+
+typedef struct gpt {
+	gpt_acts cache[GPT_CACHES];
+	int ncache;
+} gpt;
+
+static void free_acts(const tg_model *m, gpt_acts *c)
+{
+	tg_tensor_free(c->emb);
+	tg_tensor_free(c->x0);
+	tg_tensor_free(c->ln1);
+	tg_tensor_free(c->ln1m);
+	tg_tensor_free(c->ln1r);
+	for (int i = 0; c->a && i < m->cfg.layers * NACTS; i++)
+		tg_tensor_free(c->a[i]);
+	free(c->a);
+}
+
+static void gpt_destroy(tg_model *m)
+{
+	gpt *g = m->impl;
+	for (int i = 0; i < g->ncache; i++)
+		free_acts(m, &g->cache[i]);
+	free(g);
+}
+
+static int make_acts(const tg_model *m, gpt_acts *c, int64_t B)
+{
+	const int64_t T = m->cfg.ctx, C = m->cfg.dmodel, H = m->cfg.heads, L = m->cfg.layers;
+	c->B = B;
+	c->a = calloc((size_t)(L * NACTS), sizeof *c->a);
+	TG_CHECK(c->a, TG_ENOMEM, "out of memory");
+	TG_TRY(tg_act_new(&c->emb, "embed", "wte_out", TG_SHAPE(B, T, C)));
+	TG_TRY(tg_act_new(&c->x0, "embed", "x0", TG_SHAPE(B, T, C)));
+	TG_TRY(tg_act_new(&c->ln1, "h.0", "ln_1", TG_SHAPE(B, T, C)));
+	TG_TRY(tg_act_new(&c->ln1m, "h.0", "ln_1.mean", TG_SHAPE(B * T)));
+	TG_TRY(tg_act_new(&c->ln1r, "h.0", "ln_1.rstd", TG_SHAPE(B * T)));
+	static const char *names[NACTS] = {"qkv", "qkv_b", "att", "attn_out", "proj", "proj_b", "res1", "ln_2",
+	                                   "ln_2.mean", "ln_2.rstd", "fc", "gelu", "mlp_out", "mlp_out_b", "res2",
+	                                   "ln_next", "ln_next.mean", "ln_next.rstd"};
+	for (int l = 0; l < L; l++) {
+		char layer[32];
+		snprintf(layer, sizeof layer, "h.%d", l);
+		tg_tensor **a = c->a + l * NACTS;
+		for (int k = 0; k < NACTS; k++) {
+			int64_t w = k == A_QKV || k == A_QKVB ? 3 * C : k == A_FC || k == A_GL ? 4 * C : C;
+			int rc;
+			if (k == A_ATT)
+				rc = tg_act_new(&a[k], layer, names[k], TG_SHAPE(B, H, T, T));
+			else if (k == A_LN2M || k == A_LN2R || k == A_LNNM || k == A_LNNR)
+				rc = tg_act_new(&a[k], l + 1 < L || k < A_LNNM ? layer : "ln_f", names[k], TG_SHAPE(B * T));
+			else
+				rc = tg_act_new(&a[k], l + 1 < L || k < A_LNN ? layer : "ln_f", names[k], TG_SHAPE(B, T, w));
+			TG_TRY(rc);
+		}
+	}
+	return 0;
+}
+
+static int get_acts(tg_model *m, int64_t B, gpt_acts **out)
+{
+	gpt *g = m->impl;
+	for (int i = 0; i < g->ncache; i++)
+		if (g->cache[i].B == B) {
+			*out = &g->cache[i];
+			return 0;
+		}
+	TG_CHECK(g->ncache < GPT_CACHES, TG_ENOTSUP, "gpt: more than %d different batch sizes", GPT_CACHES);
+	gpt_acts *c = &g->cache[g->ncache];
+	int rc = make_acts(m, c, B);
+	if (rc < 0) {
+		free_acts(m, c);
+		c->a = NULL;
+		return rc;
+	}
+	g->ncache++;
+	*out = c;
+	return 0;
+}
+
+static int gpt_forward(tg_model *m, tg_tensor *logits, tg_tensor *x)
+{
+	const tg_model_config *cf = &m->cfg;
+	const int L = cf->layers;
+	char s[96];
+	TG_CHECK(tg_tensor_dtype(x) == TG_I32 && tg_tensor_rank(x) == 2 && tg_tensor_dim(x, 1) == cf->ctx, TG_ESHAPE,
+	         "gpt: tokens %s must be int32 (B, %d)", tg_tensor_shape_str(x, s, sizeof s), cf->ctx);
+	int64_t B = tg_tensor_dim(x, 0);
+	TG_CHECK(tg_tensor_rows(logits) == B * cf->ctx && tg_tensor_cols(logits) == cf->vocab, TG_ESHAPE,
+	         "gpt: logits %s must have %lld rows of %d", tg_tensor_shape_str(logits, s, sizeof s),
+	         (long long)(B * cf->ctx), cf->vocab);
+	gpt_acts *c = NULL;
+	TG_TRY(get_acts(m, B, &c));
+	tg_tensor **p = m->part[TG_FAMILY_PARAM];
+	TG_TRY(tg_embedding(c->emb, p[P_WTE], x));
+	TG_TRY(tg_pos_add(c->x0, c->emb, p[P_WPE], cf->ctx));
+	TG_TRY(tg_layernorm(c->ln1, c->ln1m, c->ln1r, c->x0, p[P_BLOCK(0, LN1_W)], p[P_BLOCK(0, LN1_B)], GPT_EPS));
+	tg_tensor *res = c->x0, *ln = c->ln1;
+	for (int l = 0; l < L; l++) {
+		tg_tensor **a = c->a + l * NACTS;
+		tg_tensor **w = p + P_BLOCK(l, 0);
+		TG_TRY(tg_matmul(a[A_QKV], ln, w[ATTN_W], 0));
+		TG_TRY(tg_add(a[A_QKVB], a[A_QKV], w[ATTN_B]));
+		TG_TRY(tg_attention(a[A_AO], a[A_ATT], a[A_QKVB], cf->heads));
+		TG_TRY(tg_matmul(a[A_PROJ], a[A_AO], w[PROJ_W], 0));
+		TG_TRY(tg_add(a[A_PROJB], a[A_PROJ], w[PROJ_B]));
+		TG_TRY(tg_add_layernorm(a[A_RES1], a[A_LN2], a[A_LN2M], a[A_LN2R], res, a[A_PROJB], w[LN2_W], w[LN2_B],
+		                        GPT_EPS));
+		TG_TRY(tg_matmul(a[A_FC], a[A_LN2], w[FC_W], 0));
+		TG_TRY(tg_bias_gelu(a[A_GL], a[A_FC], w[FC_B]));
+		TG_TRY(tg_matmul(a[A_MO], a[A_GL], w[FCP_W], 0));
+		TG_TRY(tg_add(a[A_MOB], a[A_MO], w[FCP_B]));
+		tg_tensor *nw = l + 1 < L ? p[P_BLOCK(l + 1, LN1_W)] : p[P_LNF_W(L)];
+		tg_tensor *nb = l + 1 < L ? p[P_BLOCK(l + 1, LN1_B)] : p[P_LNF_B(L)];
+		TG_TRY(tg_add_layernorm(a[A_RES2], a[A_LNN], a[A_LNNM], a[A_LNNR], a[A_RES1], a[A_MOB], nw, nb, GPT_EPS));
+		res = a[A_RES2];
+		ln = a[A_LNN];
+	}
+	return tg_matmul(logits, ln, cf->untied ? p[P_HEAD(L)] : p[P_WTE], TG_TRANS_B);
+}
+
+int tg_gpt_create(tg_model **out, const tg_model_config *c)
+{
+	TG_CHECK(c->heads >= 1 && c->dmodel % c->heads == 0, TG_EINVAL,
+	         "gpt: heads (%d) must divide dmodel (%d)", c->heads, c->dmodel);
+	TG_CHECK(c->ctx >= 1 && c->ctx <= 65536, TG_EINVAL, "gpt: ctx must be in [1, 65536], got %d", c->ctx);
+	const int L = c->layers;
+	const int64_t C = c->dmodel, V = c->vocab;
+	tg_model *m;
+	TG_TRY(tg_model_alloc(&m, "gpt", c, 5 + L * NBLOCK));
+	gpt *g = calloc(1, sizeof *g);
+	if (!g) {
+		tg_model_free(m);
+		return tg_set_error(TG_ENOMEM, "out of memory");
+	}
+	m->impl = g;
+	m->forward = gpt_forward;
+	m->destroy = gpt_destroy;
+	const float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * (float)L);
+	tg_param_spec *sp = m->spec;
+	int n = 0;
+	/* name                                               shape */
+	tg_param_add(sp, &n, "embed", "transformer.wte.weight", 2, V, C, TG_INIT_NORMAL, std);       /* (V, C) */
+	tg_param_add(sp, &n, "embed", "transformer.wpe.weight", 2, c->ctx, C, TG_INIT_NORMAL, std);  /* (T, C) */
+	for (int l = 0; l < L; l++) {
+		char layer[32], name[TG_PARAM_NAME];
+#define BLOCK_PARAM(suffix, rank, d0, d1, init, a)                                   \
+	do {                                                                          \
+		snprintf(name, sizeof name, "transformer.h.%d.%s", l, suffix);            \
+		tg_param_add(sp, &n, layer, name, rank, d0, d1, init, a);                 \
+	} while (0)
+		snprintf(layer, sizeof layer, "h.%d", l);
+		BLOCK_PARAM("ln_1.weight", 1, C, 0, TG_INIT_ONES, 0);                  /* (C) */
+		BLOCK_PARAM("ln_1.bias", 1, C, 0, TG_INIT_ZEROS, 0);                   /* (C) */
+		BLOCK_PARAM("attn.c_attn.weight", 2, C, 3 * C, TG_INIT_NORMAL, std);   /* (C, 3C) */
+		BLOCK_PARAM("attn.c_attn.bias", 1, 3 * C, 0, TG_INIT_ZEROS, 0);        /* (3C) */
+		BLOCK_PARAM("attn.c_proj.weight", 2, C, C, TG_INIT_NORMAL, proj_std);  /* (C, C) */
+		BLOCK_PARAM("attn.c_proj.bias", 1, C, 0, TG_INIT_ZEROS, 0);            /* (C) */
+		BLOCK_PARAM("ln_2.weight", 1, C, 0, TG_INIT_ONES, 0);                  /* (C) */
+		BLOCK_PARAM("ln_2.bias", 1, C, 0, TG_INIT_ZEROS, 0);                   /* (C) */
+		BLOCK_PARAM("mlp.c_fc.weight", 2, C, 4 * C, TG_INIT_NORMAL, std);      /* (C, 4C) */
+		BLOCK_PARAM("mlp.c_fc.bias", 1, 4 * C, 0, TG_INIT_ZEROS, 0);           /* (4C) */
+		BLOCK_PARAM("mlp.c_proj.weight", 2, 4 * C, C, TG_INIT_NORMAL, proj_std); /* (4C, C) */
+		BLOCK_PARAM("mlp.c_proj.bias", 1, C, 0, TG_INIT_ZEROS, 0);             /* (C) */
+#undef BLOCK_PARAM
+	}
+	tg_param_add(sp, &n, "ln_f", "transformer.ln_f.weight", 1, C, 0, TG_INIT_ONES, 0);  /* (C) */
+	tg_param_add(sp, &n, "ln_f", "transformer.ln_f.bias", 1, C, 0, TG_INIT_ZEROS, 0);   /* (C) */
+	if (c->untied)
+		tg_param_add(sp, &n, "lm_head", "lm_head.weight", 2, V, C, TG_INIT_NORMAL, std); /* (V, C) */
+	m->nparams = n;
+	int rc = tg_model_build(m);
+	if (rc < 0) {
+		char msg[1024];
+		snprintf(msg, sizeof msg, "%s", tg_last_error());
+		tg_model_free(m);
+		return tg_set_error(rc, "%s", msg);
+	}
+	*out = m;
+	return 0;
+}

@@ -1,0 +1,258 @@
+/* cmd_train.c — taskgrad train: build a model, pull batches from a dataset, run the trainer,
+ * print progress, write checkpoints, the CSV log and the graph of one step. */
+#include "cli.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SPIRALS_PER_CLASS 1024
+#define SPIRALS_NOISE 0.04f
+
+typedef struct run {
+	cli_opts *o;
+	FILE *log;
+	int tty;
+	double t0, last_print;
+	int first_step;
+	tg_graph *graph;
+	int graph_step;
+	float last_loss, last_val;
+	int steps_done;
+	double line_t0, line_tokens; /* since the last progress line */
+	int line_steps;
+} run;
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void fmt_eta(char *buf, size_t size, double s)
+{
+	long t = (long)(s + 0.5);
+	if (t >= 3600)
+		snprintf(buf, size, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+	else
+		snprintf(buf, size, "%ld:%02ld", t / 60, t % 60);
+}
+
+static int on_step(tg_trainer *tr, const tg_step_info *in, void *user)
+{
+	run *r = user;
+	(void)tr;
+	r->last_loss = in->loss;
+	if (!isnan(in->val_loss))
+		r->last_val = in->val_loss;
+	r->steps_done = in->step + 1;
+	if (r->o->graph && !r->graph && tg_graph_take(&r->graph) == 0)
+		r->graph_step = in->synced ? in->step : in->step + 1; /* the step whose tasks the tape holds */
+	if (r->log) {
+		fprintf(r->log, "%d,%.6f,", in->step, (double)in->loss);
+		if (!isnan(in->val_loss))
+			fprintf(r->log, "%.6f", (double)in->val_loss);
+		fprintf(r->log, ",%.6g,%.1f,%.3f\n", (double)in->lr, in->tokens_per_s, in->ms);
+		fflush(r->log);
+	}
+	r->line_steps++;
+	r->line_tokens += in->tokens_per_s * in->ms * 1e-3;
+	if (!r->o->quiet) {
+		double t = now();
+		int last = in->step + 1 == in->steps;
+		double per = (t - r->t0) / (in->step + 1 - r->first_step);
+		/* time per step and tokens per second since the last line (evaluations included) */
+		double span = t - r->line_t0, ms = 1e3 * span / r->line_steps, tps = r->line_tokens / span;
+		char eta[32], val[32] = "";
+		fmt_eta(eta, sizeof eta, per * (in->steps - in->step - 1));
+		if (!isnan(r->last_val))
+			snprintf(val, sizeof val, "  val_loss %.4f", (double)r->last_val);
+		if (r->tty && (t - r->last_print > 0.1 || last || !isnan(in->val_loss))) {
+			fprintf(stderr, "\rstep %d/%d  loss %.4f%s  lr %.2e  %.0f tok/s  %.1f ms/step  ETA %s\033[K%s",
+			        in->step + 1, in->steps, (double)in->loss, val, (double)in->lr, tps, ms, eta, last ? "\n" : "");
+			r->last_print = t;
+			r->line_t0 = t;
+			r->line_steps = 0;
+			r->line_tokens = 0;
+		} else if (!r->tty && (!isnan(in->val_loss) || last)) {
+			fprintf(stderr, "step %d/%d  loss %.4f%s  lr %.2e  %.0f tok/s  %.1f ms/step  ETA %s\n", in->step + 1,
+			        in->steps, (double)in->loss, val, (double)in->lr, tps, ms, eta);
+			r->line_t0 = t;
+			r->line_steps = 0;
+			r->line_tokens = 0;
+		}
+	}
+	if (r->o->checkpoint && r->o->checkpoint_every > 0 && in->synced && (in->step + 1) % r->o->checkpoint_every == 0 &&
+	    in->step + 1 < in->steps) {
+		if (tg_trainer_save(tr, r->o->checkpoint) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* The model configuration of a run: the flags, or the checkpoint being resumed (flags that
+ * differ from it are refused). */
+static int run_config(cli_opts *o, tg_model_config *mc)
+{
+	if (!o->resume)
+		return cli_model_config(o, mc);
+	if (tg_model_config_read(mc, o->resume) < 0)
+		return fail_usage("--resume: %s", tg_last_error());
+	if (o->model && strcmp(o->model, mc->arch) != 0)
+		return fail_usage("--model %s: the checkpoint '%s' holds a %s model", o->model, o->resume, mc->arch);
+	const struct { const char *flag; int given, has; } f[] = {
+		{"--layers", o->layers, mc->layers}, {"--dmodel", o->dmodel, mc->dmodel}, {"--heads", o->heads, mc->heads},
+		{"--ctx", o->ctx, mc->ctx}};
+	for (int i = 0; i < 4; i++)
+		if (f[i].given > 0 && f[i].given != f[i].has)
+			return fail_usage("%s %d: the checkpoint '%s' was trained with %d", f[i].flag, f[i].given, o->resume,
+			                  f[i].has);
+	return 0;
+}
+
+static int open_log(run *r, const char *path, int append)
+{
+	struct stat st;
+	int exists = append && stat(path, &st) == 0 && st.st_size > 0;
+	r->log = fopen(path, exists ? "a" : "w");
+	if (!r->log)
+		return fail_usage("--log: cannot write '%s'", path);
+	if (!exists)
+		fprintf(r->log, "step,loss,val_loss,lr,tokens_per_s,ms\n");
+	return 0;
+}
+
+static int train_main(cli_opts *o, tg_model_config *mc)
+{
+	tg_model *m = NULL;
+	tg_dataset *d = NULL;
+	tg_trainer *tr = NULL;
+	run r = {o, NULL, isatty(2), 0, 0, 0, NULL, 0, NAN, NAN, 0, 0, 0, 0};
+	int rc = 0;
+	if (tg_model_new(&m, mc) < 0)
+		rc = fail_lib(EXIT_USAGE);
+	if (rc == 0 && (!strcmp(mc->arch, "mlp") ? tg_dataset_spirals(&d, SPIRALS_PER_CLASS, SPIRALS_NOISE, o->rt.seed)
+	                                         : tg_dataset_text(&d, o->data, mc->ctx, o->rt.seed)) < 0)
+		rc = fail_usage("--data: %s", tg_last_error());
+	o->train.sync_every = o->checkpoint_every;
+	if (rc == 0 && tg_trainer_new(&tr, m, d, &o->train) < 0)
+		rc = fail_lib(EXIT_USAGE);
+	if (rc == 0 && o->init && tg_trainer_load(tr, o->init, 0) < 0)
+		rc = fail_usage("--init: %s", tg_last_error());
+	if (rc == 0 && o->resume && tg_trainer_load(tr, o->resume, 1) < 0)
+		rc = fail_usage("--resume: %s", tg_last_error());
+	tg_runtime_info info;
+	tg_runtime_get_info(&info);
+	if (rc == 0 && !o->quiet) {
+		printf("taskgrad %s: StarPU %s, policy %s, %d CPU + %d CUDA workers, %s mode\n", TG_VERSION_STRING,
+		       info.starpu_version, info.sched, info.ncpu, info.ncuda, info.deterministic ? "deterministic" : "fast");
+		if (!strcmp(mc->arch, "mlp"))
+			printf("model mlp: %d hidden layers of %d, %lld weights; data: two spirals\n", mc->layers, mc->dmodel,
+			       (long long)tg_model_num_weights(m));
+		else {
+			char heads[32] = "";
+			if (!strcmp(mc->arch, "gpt"))
+				snprintf(heads, sizeof heads, ", %d heads", mc->heads);
+			printf("model %s: %d layers, dmodel %d%s, ctx %d, %.2fM weights; data: %s (%lld bytes for training, "
+			       "%lld for validation)\n", mc->arch, mc->layers, mc->dmodel, heads, mc->ctx,
+			       tg_model_num_weights(m) / 1e6, o->data, (long long)d->size[0], (long long)d->size[1]);
+		}
+		printf("train: %d steps of batch %d from step %d, AdamW lr %g (warm-up %d, cosine), weight decay %g, clip %g, seed "
+		       "%llu\n", o->train.steps, o->train.batch, tg_trainer_step(tr), (double)o->train.lr, o->train.warmup,
+		       (double)o->train.weight_decay, (double)o->train.clip, (unsigned long long)o->rt.seed);
+		fflush(stdout);
+	}
+	if (rc == 0 && o->dump_grads) {
+		float loss;
+		if (tg_trainer_dump_grads(tr, o->dump_grads, &loss) < 0)
+			rc = fail_lib(1);
+		else if (!o->quiet)
+			printf("gradients of step %d (loss %.6f): %s\n", tg_trainer_step(tr), (double)loss, o->dump_grads);
+		goto out;
+	}
+	if (rc == 0 && o->log)
+		rc = open_log(&r, o->log, o->resume != NULL);
+	if (rc == 0) {
+		r.t0 = r.line_t0 = now();
+		r.first_step = tg_trainer_step(tr);
+		if (tg_trainer_run(tr, on_step, &r) < 0) {
+			if (r.tty && !o->quiet)
+				fputc('\n', stderr);
+			rc = fail_lib(1);
+		}
+	}
+	if (rc == 0 && o->checkpoint) {
+		if (tg_trainer_save(tr, o->checkpoint) < 0)
+			rc = fail_lib(1);
+	}
+	if (rc == 0) {
+		double s = now() - r.t0;
+		int done = r.steps_done - r.first_step;
+		if (done > 0) {
+			printf("final loss %.4f", (double)r.last_loss);
+			if (!isnan(r.last_val))
+				printf(", validation loss %.4f", (double)r.last_val);
+			printf(", %d steps in %.1f s (%.1f ms/step)\n", done, s, 1e3 * s / done);
+		}
+		if (o->checkpoint)
+			printf("checkpoint (step %d): %s\n", tg_trainer_step(tr), o->checkpoint);
+	}
+	if (rc == 0 && r.graph) {
+		if (tg_graph_dump_dot(r.graph, o->graph) < 0)
+			rc = fail_lib(1);
+		else
+			printf("graph of step %d: %s (%d tasks, %d dependencies)\n", r.graph_step, o->graph,
+			       tg_graph_num_nodes(r.graph), tg_graph_num_edges(r.graph));
+	}
+out:
+	if (r.log && fclose(r.log) != 0 && rc == 0)
+		rc = fail_usage("--log: writing '%s' failed", o->log);
+	tg_graph_free(r.graph);
+	tg_trainer_free(tr);
+	tg_dataset_free(d);
+	tg_model_free(m);
+	return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+	cli_opts o;
+	int done, rc;
+	static const char summary[] =
+		"Train a model; every forward, backward and update op of a step is a StarPU task, submitted at once.";
+	if ((rc = cli_parse(argc, argv, CLI_RUNTIME | CLI_MODEL | CLI_TRAIN | CLI_OUTPUT, "train", summary, &o, &done)) ||
+	    done)
+		return rc;
+	tg_model_config mc;
+	if ((rc = run_config(&o, &mc)))
+		return rc;
+	if (!(o.train.lr > 0))
+		return fail_usage("--lr: must be > 0, got %g", (double)o.train.lr);
+	if (strcmp(mc.arch, "mlp") != 0 && !o.data)
+		return fail_usage("--data: the %s model trains on a text file: give --data FILE", mc.arch);
+	if (!strcmp(mc.arch, "mlp") && o.data)
+		return fail_usage("--data: the mlp model trains on the two spirals, not on a file");
+	if (o.train.steps == 0 && !o.checkpoint && !o.dump_grads)
+		return fail_usage("--steps 0 trains nothing: give --checkpoint FILE to write the initial weights");
+	if (o.checkpoint_every && !o.checkpoint)
+		return fail_usage("--checkpoint-every: give --checkpoint FILE to write to");
+	if (o.init && o.resume)
+		return fail_usage("--init and --resume: give one (--resume continues a run, --init only takes weights)");
+	if (o.data && access(o.data, R_OK) != 0)
+		return fail_usage("--data: cannot read '%s'", o.data);
+	const struct { const char *flag, *path; } outs[] = {
+		{"--checkpoint", o.checkpoint}, {"--log", o.log}, {"--dump-grads", o.dump_grads}, {"--graph", o.graph}};
+	for (int i = 0; i < 4; i++)
+		if (outs[i].path && (rc = check_output_path(outs[i].flag, outs[i].path)))
+			return rc;
+	if ((rc = cli_init(&o)))
+		return rc;
+	rc = train_main(&o, &mc);
+	if (tg_shutdown() < 0 && rc == 0)
+		rc = fail_lib(1);
+	return rc;
+}
