@@ -161,6 +161,52 @@ else
 fi
 ls -a "$tmp" | grep -q '^\.taskgrad-' && fail "a temporary file was left behind"
 
+# language models on a text file (a small one made here): train, resume, sample
+awk 'BEGIN { srand(3); for (i = 0; i < 4000; i++) { printf "%s the %s of %s.\n", (i % 7 ? "Some" : "All"), \
+	(i % 3 ? "cat" : "dog"), (i % 5 ? "night" : "day") } }' > "$tmp/text.txt"
+small="--layers 1 --dmodel 16 --heads 2 --ctx 16 --batch 4 --eval-every 5 --eval-batches 1"
+expect 2 "--data: the gpt model trains on a text file: give --data FILE" train --model gpt --steps 5
+expect 2 "--data: cannot read '$tmp/none.txt'" train --model gpt --data "$tmp/none.txt" --steps 5
+head -c 100 "$tmp/text.txt" > "$tmp/short.txt"
+expect 2 "has 100 bytes: with ctx 16 it needs at least 170" train --model gpt --data "$tmp/short.txt" $small --steps 5
+expect 2 "--heads: 3 heads do not divide dmodel 16" train --model gpt --data "$tmp/text.txt" --dmodel 16 --heads 3
+expect 2 "--untied: only the gpt model ties its head" train --model lstm --data "$tmp/text.txt" --untied
+expect 2 "--init and --resume: give one" train --model gpt --data "$tmp/text.txt" --init a --resume b
+for m in gpt lstm; do
+	expect 0 "final loss" train --model $m --data "$tmp/text.txt" $small --steps 10 --checkpoint "$tmp/$m.safetensors" \
+		--log "$tmp/$m.csv" -q
+	[ "$(head -n 1 "$tmp/$m.csv")" = "step,loss,val_loss,lr,tokens_per_s,ms" ] && [ "$(wc -l < "$tmp/$m.csv")" = 11 ] ||
+		fail "$m: the CSV log is not a header and 10 rows: $(cat "$tmp/$m.csv")"
+	sed -n 6p "$tmp/$m.csv" | grep -q '^4,[0-9.]*,[0-9.]*,' || fail "$m: no validation loss in row 4 of the log"
+	sed -n 3p "$tmp/$m.csv" | grep -q '^1,[0-9.]*,,' || fail "$m: a validation loss where none was evaluated"
+	# resume: the step count goes on and the rows are appended
+	expect 0 "checkpoint (step 14)" train --model $m --data "$tmp/text.txt" $small --steps 14 --resume "$tmp/$m.safetensors" \
+		--checkpoint "$tmp/$m-b.safetensors" --log "$tmp/$m.csv" -q
+	[ "$(wc -l < "$tmp/$m.csv")" = 15 ] && tail -n 1 "$tmp/$m.csv" | grep -q '^13,' ||
+		fail "$m: resuming did not append rows 10 to 13: $(cat "$tmp/$m.csv")"
+	expect 2 "--resume: checkpoint .* is at step 10, past this run's 9 steps (give --steps 10 or more)" train --model $m --data "$tmp/text.txt" $small --steps 9 \
+		--resume "$tmp/$m.safetensors"
+	expect 0 "^Some" sample --checkpoint "$tmp/$m.safetensors" --prompt "Some" --tokens 40 --seed 5
+	cp "$tmp/out" "$tmp/sample1"
+	expect 0 "^Some" sample --checkpoint "$tmp/$m.safetensors" --prompt "Some" --tokens 40 --seed 5
+	cmp -s "$tmp/out" "$tmp/sample1" || fail "$m: the same seed sampled different text"
+	[ "$(head -c 44 "$tmp/sample1" | wc -c)" = 44 ] || fail "$m: the sample is not the prompt and 40 tokens"
+done
+expect 2 "--layers 2: the checkpoint '.*gpt.safetensors' was trained with 1" train --model gpt --data "$tmp/text.txt" \
+	$small --layers 2 --steps 20 --resume "$tmp/gpt.safetensors"
+expect 2 "--model lstm: the checkpoint '.*gpt.safetensors' holds a gpt model" train --model lstm --data "$tmp/text.txt" \
+	--steps 20 --resume "$tmp/gpt.safetensors"
+expect 2 "--init: checkpoint '.*lstm.safetensors': tensor 'embedding.weight' is not a parameter of this gpt model" \
+	train --model gpt --data "$tmp/text.txt" $small --steps 20 --init "$tmp/lstm.safetensors"
+expect 0 "gradients of step 0" train --model gpt --data "$tmp/text.txt" $small --dump-grads "$tmp/grads.safetensors"
+expect 2 "--checkpoint: give the checkpoint to sample from" sample --prompt x
+expect 2 "--checkpoint: cannot read\|--checkpoint: .*none" sample --checkpoint "$tmp/none.safetensors"
+expect 2 "holds an mlp, not a language model" sample --checkpoint "$tmp/init.safetensors"
+expect 2 "--prompt: the prompt is empty" sample --checkpoint "$tmp/gpt.safetensors" --prompt ""
+expect 2 "--temperature: must not be negative" sample --checkpoint "$tmp/gpt.safetensors" --temperature -1
+printf 'not a checkpoint at all' > "$tmp/junk.safetensors"
+expect 2 "junk.safetensors" sample --checkpoint "$tmp/junk.safetensors"
+
 # a link to a regular file: the file gets the graph, the link stays
 echo old > "$tmp/target.dot" && ln -s target.dot "$tmp/link.dot" || exit 99
 expect 0 "graph of step" train --model mlp --steps 5 --graph "$tmp/link.dot" -q

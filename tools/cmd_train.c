@@ -227,6 +227,8 @@ int cmd_train(int argc, char **argv)
 	if ((rc = cli_parse(argc, argv, CLI_RUNTIME | CLI_MODEL | CLI_TRAIN | CLI_OUTPUT, "train", summary, &o, &done)) ||
 	    done)
 		return rc;
+	if (o.init && o.resume)
+		return fail_usage("--init and --resume: give one (--resume continues a run, --init only takes weights)");
 	tg_model_config mc;
 	if ((rc = run_config(&o, &mc)))
 		return rc;
@@ -240,8 +242,6 @@ int cmd_train(int argc, char **argv)
 		return fail_usage("--steps 0 trains nothing: give --checkpoint FILE to write the initial weights");
 	if (o.checkpoint_every && !o.checkpoint)
 		return fail_usage("--checkpoint-every: give --checkpoint FILE to write to");
-	if (o.init && o.resume)
-		return fail_usage("--init and --resume: give one (--resume continues a run, --init only takes weights)");
 	if (o.data && access(o.data, R_OK) != 0)
 		return fail_usage("--data: cannot read '%s'", o.data);
 	const struct { const char *flag, *path; } outs[] = {
