@@ -7,7 +7,7 @@
  *   / the multi-threaded OpenBLAS sgemm rate measured at the start of the same run.
  *
  * Batches are random byte tokens (the speed does not depend on them). Usage:
- *   bench_train [--steps N] [--warmup N] [--json] [--sched POLICY] [CONFIG...]
+ *   bench_train [--steps N] [--warmup N] [--clip X] [--json] [--sched POLICY] [CONFIG...]
  * CONFIG: gpt-small, gpt-medium, lstm (default: all). --json prints one JSON line per
  * configuration (bench/compare-torch reads them).
  */
@@ -130,13 +130,14 @@ static int on_step(tg_trainer *tr, const tg_step_info *info, void *user)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: bench_train [--steps N] [--warmup N] [--json] [--sched POLICY] [CONFIG...]\n"
+	fprintf(f, "Usage: bench_train [--steps N] [--warmup N] [--clip X] [--json] [--sched POLICY] [CONFIG...]\n"
 	           "CONFIG: gpt-small, gpt-medium, lstm (default: all)\n");
 }
 
 int main(int argc, char **argv)
 {
 	int steps = 20, warmup = 5, json = 0;
+	float clip = 1.0f;
 	const char *sched = NULL;
 	const bconfig *chosen[NCONFIGS];
 	int nchosen = 0;
@@ -149,6 +150,13 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			*(strcmp(argv[i], "--steps") ? &warmup : &steps) = (int)v;
+			i++;
+		} else if (!strcmp(argv[i], "--clip") && i + 1 < argc) {
+			clip = strtof(argv[i + 1], &end);
+			if (*end || !(clip >= 0)) {
+				fprintf(stderr, "bench_train: --clip: '%s' is not a number >= 0\n", argv[i + 1]);
+				return 2;
+			}
 			i++;
 		} else if (!strcmp(argv[i], "--sched") && i + 1 < argc) {
 			sched = argv[++i];
@@ -199,6 +207,7 @@ int main(int argc, char **argv)
 		tc.steps = warmup + steps;
 		tc.batch = b->batch;
 		tc.eval_every = 0;
+		tc.clip = clip;
 		static timing t;
 		memset(&t, 0, sizeof t);
 		t.skip = warmup;
