@@ -75,11 +75,15 @@ int tg_dataset_text(tg_dataset **out, const char *path, int ctx, uint64_t seed)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	TG_CHECK(fd >= 0, TG_EIO, "cannot read the text '%s': %s", path, strerror(errno));
 	struct stat st;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, &st) != 0) {
 		int e = errno;
 		close(fd);
+		return tg_set_error(TG_EIO, "cannot read the text '%s': %s", path, strerror(e));
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
 		return tg_set_error(TG_EIO, "cannot read the text '%s': %s", path,
-		                    S_ISDIR(st.st_mode) ? "it is a folder" : e ? strerror(e) : "not a regular file");
+		                    S_ISDIR(st.st_mode) ? "it is a folder" : "it is not a regular file");
 	}
 	int64_t n = st.st_size;
 	/* each split needs one window of ctx + 1 bytes: the validation split is the last 10% */

@@ -167,6 +167,11 @@ awk 'BEGIN { srand(3); for (i = 0; i < 4000; i++) { printf "%s the %s of %s.\n",
 small="--layers 1 --dmodel 16 --heads 2 --ctx 16 --batch 4 --eval-every 5 --eval-batches 1"
 expect 2 "--data: the gpt model trains on a text file: give --data FILE" train --model gpt --steps 5
 expect 2 "--data: cannot read '$tmp/none.txt'" train --model gpt --data "$tmp/none.txt" --steps 5
+expect 2 "--data: cannot read the text '$tmp': it is a folder" train --model gpt --data "$tmp" --steps 5
+expect 2 "--data: cannot read the text '/dev/null': it is not a regular file" train --model gpt --data /dev/null --steps 5
+# (the sanitizer build's allocator returns NULL too, instead of stopping the process)
+expect 2 "out of memory for tensor 'logits'" ASAN_OPTIONS=fast_unwind_on_malloc=0:allocator_may_return_null=1 \
+	train --model gpt --data "$tmp/text.txt" --batch 1048576 --steps 2
 head -c 100 "$tmp/text.txt" > "$tmp/short.txt"
 expect 2 "has 100 bytes: with ctx 16 it needs at least 170" train --model gpt --data "$tmp/short.txt" $small --steps 5
 expect 2 "--heads: 3 heads do not divide dmodel 16" train --model gpt --data "$tmp/text.txt" --dmodel 16 --heads 3
