@@ -7,7 +7,7 @@
  *   / the multi-threaded OpenBLAS sgemm rate measured at the start of the same run.
  *
  * Batches are random byte tokens (the speed does not depend on them). Usage:
- *   bench_train [--steps N] [--warmup N] [--clip X] [--json] [--sched POLICY] [CONFIG...]
+ *   bench_train [--steps N] [--warmup N] [--clip X] [--tile-rows N] [--max-tiles N] [--json] [--sched POLICY] [CONFIG...]
  * CONFIG: gpt-small, gpt-medium, lstm (default: all). --json prints one JSON line per
  * configuration (bench/compare-torch reads them).
  */
@@ -24,6 +24,7 @@
 #include "taskgrad.h"
 
 void openblas_set_num_threads(int);
+char *openblas_get_corename(void);
 
 typedef struct bconfig {
 	const char *name, *arch;
@@ -130,7 +131,7 @@ static int on_step(tg_trainer *tr, const tg_step_info *info, void *user)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: bench_train [--steps N] [--warmup N] [--clip X] [--json] [--sched POLICY] [CONFIG...]\n"
+	fprintf(f, "Usage: bench_train [--steps N] [--warmup N] [--clip X] [--tile-rows N] [--max-tiles N] [--json] [--sched POLICY] [CONFIG...]\n"
 	           "CONFIG: gpt-small, gpt-medium, lstm (default: all)\n");
 }
 
@@ -138,6 +139,7 @@ int main(int argc, char **argv)
 {
 	int steps = 20, warmup = 5, json = 0;
 	float clip = 1.0f;
+	int tile_rows = 0, max_tiles = 0;
 	const char *sched = NULL;
 	const bconfig *chosen[NCONFIGS];
 	int nchosen = 0;
@@ -150,6 +152,14 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			*(strcmp(argv[i], "--steps") ? &warmup : &steps) = (int)v;
+			i++;
+		} else if ((!strcmp(argv[i], "--tile-rows") || !strcmp(argv[i], "--max-tiles")) && i + 1 < argc) {
+			long v = strtol(argv[i + 1], &end, 10);
+			if (*end || v < 0 || v > 1 << 20) {
+				fprintf(stderr, "bench_train: %s: '%s' is not a whole number >= 0\n", argv[i], argv[i + 1]);
+				return 2;
+			}
+			*(strcmp(argv[i], "--tile-rows") ? &max_tiles : &tile_rows) = (int)v;
 			i++;
 		} else if (!strcmp(argv[i], "--clip") && i + 1 < argc) {
 			clip = strtof(argv[i + 1], &end);
@@ -185,14 +195,16 @@ int main(int argc, char **argv)
 	int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	double peak = sgemm_rate(cores);
 	if (!json)
-		printf("multi-threaded sgemm (1024^3, %d threads): %.1f GFLOP/s\n"
-		       "%-11s %9s %9s %10s %7s %11s\n", cores, peak, "config", "tokens/s", "ms/step", "GEMM GF", "tasks",
+		printf("OpenBLAS %s kernels; multi-threaded sgemm (1024^3, %d threads): %.1f GFLOP/s\n"
+		       "%-11s %9s %9s %10s %7s %11s\n", openblas_get_corename(), cores, peak, "config", "tokens/s", "ms/step", "GEMM GF", "tasks",
 		       "of sgemm");
 	for (int c = 0; c < nchosen; c++) {
 		const bconfig *b = chosen[c];
 		tg_config cfg;
 		tg_config_default(&cfg);
 		cfg.sched = sched;
+		cfg.tile_rows = tile_rows;
+		cfg.max_tiles = max_tiles;
 		if (tg_init(&cfg) < 0) {
 			fprintf(stderr, "bench_train: %s\n", tg_last_error());
 			return 1;
@@ -233,8 +245,10 @@ int main(int argc, char **argv)
 		double frac = t.gemm_flops / (ms * 1e-3) / (peak * 1e9);
 		if (json)
 			printf("{\"config\": \"%s\", \"tokens_per_s\": %.1f, \"ms_per_step\": %.3f, \"gemm_gflop\": %.4f, "
-			       "\"tasks\": %d, \"sgemm_gflops\": %.1f, \"of_sgemm\": %.3f, \"sched\": \"%s\", \"workers\": %d}\n",
-			       b->name, tps, ms, t.gemm_flops / 1e9, t.tasks, peak, frac, info.sched, info.ncpu + info.ncuda);
+			       "\"tasks\": %d, \"sgemm_gflops\": %.1f, \"of_sgemm\": %.3f, \"sched\": \"%s\", \"workers\": %d, "
+			       "\"blas_core\": \"%s\"}\n",
+			       b->name, tps, ms, t.gemm_flops / 1e9, t.tasks, peak, frac, info.sched, info.ncpu + info.ncuda,
+			       info.blas_core);
 		else
 			printf("%-11s %9.0f %9.2f %10.3f %7d %10.0f%%\n", b->name, tps, ms, t.gemm_flops / 1e9, t.tasks,
 			       100 * frac);

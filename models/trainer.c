@@ -276,8 +276,11 @@ static int submit_step(tg_trainer *tr, int step)
 	if (c->clip > 0) {
 		tg_tensor **all = malloc((size_t)np * sizeof *all);
 		TG_CHECK(all, TG_ENOMEM, "out of memory");
+		/* in the reverse of the table's order, which is about the order in which the backward
+		 * finishes the gradients: the norm's sums (one chain, in this order) then run as the
+		 * gradients come, not all after the last one */
 		for (int i = 0; i < np; i++)
-			all[i] = tg_model_param(tr->model, i);
+			all[i] = tg_model_param(tr->model, np - 1 - i);
 		int rc = tg_clip_grad_norm(np, all, c->clip, tr->norm[k]);
 		free(all);
 		TG_TRY(rc);

@@ -379,6 +379,8 @@ int tg_runtime_get_info(tg_runtime_info *info)
 	TG_TRY(tg_require_init("tg_runtime_get_info"));
 	TG_CHECK(info, TG_EINVAL, "tg_runtime_get_info: info is NULL");
 	*info = tg_rt.info;
+	const char *core = openblas_get_corename();
+	snprintf(info->blas_core, sizeof info->blas_core, "%s", core ? core : "unknown");
 	return 0;
 }
 

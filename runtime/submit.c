@@ -119,7 +119,7 @@ int tg_tile_count(int64_t rows)
 		want = rows / tg_rt.cfg.tile_rows + (rows % tg_rt.cfg.tile_rows != 0);
 	} else {
 		int workers = tg_rt.info.ncpu + tg_rt.info.ncuda;
-		int64_t most = tg_rt.cfg.max_tiles > 0 ? tg_rt.cfg.max_tiles : 2 * (workers > 0 ? workers : 1);
+		int64_t most = tg_rt.cfg.max_tiles > 0 ? tg_rt.cfg.max_tiles : (workers > 0 ? workers : 1);
 		want = rows / 256;
 		if (want > most)
 			want = most;

@@ -125,7 +125,7 @@ typedef struct tg_config {
 	                    * silenced unless STARPU_SILENT is set in the environment */
 	/* Tiles: an op works on its tensors in row tiles, one task per tile (see tg_tile_count).
 	 * tile_rows 0: automatic (tiles of at least 256 rows, at most max_tiles of them);
-	 * N > 0: tiles of N rows (the last may be smaller). max_tiles 0: two per worker. */
+	 * N > 0: tiles of N rows (the last may be smaller). max_tiles 0: one per worker. */
 	int64_t tile_rows;
 	int max_tiles;
 } tg_config;
@@ -170,6 +170,8 @@ typedef struct tg_runtime_info {
 	int max_cpu_workers; /* the most CPU workers this machine takes (cores, StarPU's limit) */
 	char perfmodel_dir[256];     /* where StarPU keeps its performance models */
 	int perfmodel_dir_temporary; /* 1: no cache directory was writable; a temporary one is used */
+	char blas_core[32];  /* the kernels OpenBLAS runs ("Haswell", "SkylakeX", ...): its choice for this
+	                      * CPU, or the OPENBLAS_CORETYPE of the environment */
 } tg_runtime_info;
 TG_API int tg_runtime_get_info(tg_runtime_info *info);
 

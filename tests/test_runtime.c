@@ -5,6 +5,8 @@
  */
 #include "tg_test.h"
 
+#include <strings.h>
+
 #include <taskgrad_op.h>
 
 #include <dirent.h>
@@ -736,6 +738,11 @@ static void perfmodels_go_where_they_can_be_written(void **unused)
 	TG_OK_OR_FAIL(tg_shutdown());
 	int major = 0, minor = 0;
 	assert_int_equal(sscanf(info.starpu_version, "%d.%d", &major, &minor), 2);
+	/* the kernels OpenBLAS runs: its name for them, as OPENBLAS_CORETYPE takes it */
+	assert_true(info.blas_core[0] != '\0' && strcmp(info.blas_core, "unknown") != 0);
+	const char *forced = getenv("OPENBLAS_CORETYPE");
+	if (forced && *forced && strcasecmp(forced, info.blas_core) != 0)
+		fail_msg("OPENBLAS_CORETYPE=%s, but OpenBLAS runs its %s kernels", forced, info.blas_core);
 	snprintf(version, sizeof version, "starpu-%d.%d", major, minor);
 
 	/* a fresh HOME: taskgrad's cache there, made as needed */

@@ -148,8 +148,9 @@ static int train_main(cli_opts *o, tg_model_config *mc)
 	tg_runtime_info info;
 	tg_runtime_get_info(&info);
 	if (rc == 0 && !o->quiet) {
-		printf("taskgrad %s: StarPU %s, policy %s, %d CPU + %d CUDA workers, %s mode\n", TG_VERSION_STRING,
-		       info.starpu_version, info.sched, info.ncpu, info.ncuda, info.deterministic ? "deterministic" : "fast");
+		printf("taskgrad %s: StarPU %s, policy %s, %d CPU + %d CUDA workers, %s mode, OpenBLAS %s kernels\n",
+		       TG_VERSION_STRING, info.starpu_version, info.sched, info.ncpu, info.ncuda,
+		       info.deterministic ? "deterministic" : "fast", info.blas_core);
 		if (!strcmp(mc->arch, "mlp"))
 			printf("model mlp: %d hidden layers of %d, %lld weights; data: two spirals\n", mc->layers, mc->dmodel,
 			       (long long)tg_model_num_weights(m));
