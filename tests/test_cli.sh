@@ -197,6 +197,8 @@ for m in gpt lstm; do
 	cmp -s "$tmp/out" "$tmp/sample1" || fail "$m: the same seed sampled different text"
 	[ "$(head -c 44 "$tmp/sample1" | wc -c)" = 44 ] || fail "$m: the sample is not the prompt and 40 tokens"
 done
+expect 2 "--seed 9: the checkpoint '.*gpt.safetensors' was trained with seed 1" train --model gpt --data "$tmp/text.txt" \
+	$small --steps 20 --seed 9 --resume "$tmp/gpt.safetensors"
 expect 2 "--layers 2: the checkpoint '.*gpt.safetensors' was trained with 1" train --model gpt --data "$tmp/text.txt" \
 	$small --layers 2 --steps 20 --resume "$tmp/gpt.safetensors"
 expect 2 "--model lstm: the checkpoint '.*gpt.safetensors' holds a gpt model" train --model lstm --data "$tmp/text.txt" \

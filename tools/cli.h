@@ -54,6 +54,7 @@ typedef struct cli_opts {
 	const char *prompt;
 	int tokens, top_k;
 	float temperature;
+	int seed_set;            /* --seed was given */
 	int given[64];           /* option ids given (for conflicts) */
 } cli_opts;
 

@@ -111,6 +111,11 @@ static int run_config(cli_opts *o, tg_model_config *mc)
 		if (f[i].given > 0 && f[i].given != f[i].has)
 			return fail_usage("%s %d: the checkpoint '%s' was trained with %d", f[i].flag, f[i].given, o->resume,
 			                  f[i].has);
+	/* the seed chose the weights and chooses the batches: the run goes on with its own */
+	if (o->seed_set && o->rt.seed != mc->seed)
+		return fail_usage("--seed %llu: the checkpoint '%s' was trained with seed %llu (its batches follow it)",
+		                  (unsigned long long)o->rt.seed, o->resume, (unsigned long long)mc->seed);
+	o->rt.seed = mc->seed;
 	return 0;
 }
 
