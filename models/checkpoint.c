@@ -6,6 +6,7 @@
  * checks the whole file before it changes anything. */
 #include "tg_model.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +68,14 @@ static int add_config(tg_st_writer *w, const tg_model *m)
 	return tg_st_writer_set_metadata(w, "model.seed", seed);
 }
 
-int tg_checkpoint_write(const tg_model *m, int step, int steps, const char *path)
+static int set_float(tg_st_writer *w, const char *key, float v)
+{
+	char buf[32];
+	snprintf(buf, sizeof buf, "%.9g", (double)v);
+	return tg_st_writer_set_metadata(w, key, buf);
+}
+
+int tg_checkpoint_write(const tg_model *m, int step, const tg_train_config *tc, const char *path)
 {
 	tg_st_writer *w;
 	TG_TRY(tg_st_writer_new(&w));
@@ -75,7 +83,24 @@ int tg_checkpoint_write(const tg_model *m, int step, int steps, const char *path
 	if (rc == 0)
 		rc = set_int(w, "train.step", step);
 	if (rc == 0)
-		rc = set_int(w, "train.steps", steps);
+		rc = set_int(w, "train.steps", tc->steps);
+	/* what decides the batches and the updates: a resumed run must use the same */
+	if (rc == 0)
+		rc = set_int(w, "train.batch", tc->batch);
+	if (rc == 0)
+		rc = set_int(w, "train.warmup", tc->warmup);
+	if (rc == 0)
+		rc = set_float(w, "train.lr", tc->lr);
+	if (rc == 0)
+		rc = set_float(w, "train.weight_decay", tc->weight_decay);
+	if (rc == 0)
+		rc = set_float(w, "train.clip", tc->clip);
+	if (rc == 0)
+		rc = set_float(w, "train.beta1", tc->beta1);
+	if (rc == 0)
+		rc = set_float(w, "train.beta2", tc->beta2);
+	if (rc == 0)
+		rc = set_float(w, "train.eps", tc->eps);
 	if (rc == 0)
 		rc = set_int(w, "data.position", step);
 	if (rc == 0)
@@ -92,8 +117,11 @@ static int meta_ll(const tg_st_file *f, const char *path, const char *key, long 
 	const char *v = tg_st_metadata(f, key);
 	TG_CHECK(v, TG_EINVAL, "checkpoint '%s': __metadata__ has no '%s'", path, key);
 	char *end;
+	errno = 0;
 	long long x = strtoll(v, &end, 10);
-	TG_CHECK(*v && !*end && x >= min && x <= max, TG_EINVAL,
+	TG_CHECK(((*v >= '0' && *v <= '9') || (*v == '-' && v[1] >= '0' && v[1] <= '9')) && !*end && !errno &&
+	                 x >= min && x <= max,
+	         TG_EINVAL,
 	         "checkpoint '%s': __metadata__ '%s' is '%.40s', not a whole number in [%lld, %lld]", path, key, v, min, max);
 	*out = x;
 	return 0;
@@ -176,26 +204,62 @@ int tg_checkpoint_read(tg_model *m, const char *path, int resume, long long *ste
 	return rc;
 }
 
-int tg_grads_write(const tg_model *m, const int32_t *inputs, const int32_t *targets, int64_t B, int64_t T, int64_t W,
-                   float loss, const char *path)
+int tg_grads_write(const tg_model *m, const void *inputs, const char *input_dtype, const int32_t *targets, int64_t B,
+                   int64_t T, int64_t W, float loss, const char *path)
 {
 	tg_st_writer *w;
 	TG_TRY(tg_st_writer_new(&w));
 	int rc = add_config(w, m);
+	if (rc == 0) /* not a checkpoint: gradients */
+		rc = tg_st_writer_set_metadata(w, "format", "taskgrad-gradients-1");
 	char buf[32];
 	snprintf(buf, sizeof buf, "%.9g", (double)loss);
 	if (rc == 0)
 		rc = tg_st_writer_set_metadata(w, "loss", buf);
 	for (int i = 0; rc == 0 && i < tg_model_num_params(m); i++)
 		rc = tg_st_writer_add_tensor(w, m->spec[i].name, m->part[TG_FAMILY_GRAD][i]);
-	if (rc == 0 && inputs)
-		rc = tg_st_writer_add(w, "batch.inputs", "I32", 2, (const int64_t[]){B, W}, inputs, (size_t)(B * W) * 4);
+	if (rc == 0)
+		rc = tg_st_writer_add(w, "batch.inputs", input_dtype, 2, (const int64_t[]){B, W}, inputs, (size_t)(B * W) * 4);
 	if (rc == 0)
 		rc = tg_st_writer_add(w, "batch.targets", "I32", 2, (const int64_t[]){B, T}, targets, (size_t)(B * T) * 4);
 	if (rc == 0)
 		rc = tg_st_writer_write(w, path);
 	tg_st_writer_free(w);
 	return rc;
+}
+
+/* Tensor name of f has shape (d0, d1) (d1 < 0: rank 1). */
+static int expect_tensor(const tg_st_file *f, const char *path, const char *name, int64_t d0, int64_t d1)
+{
+	int i = tg_st_find(f, name);
+	TG_CHECK(i >= 0, TG_EINVAL, "checkpoint '%s' has no tensor '%s', which its model configuration needs", path, name);
+	tg_st_info info;
+	TG_TRY(tg_st_tensor_info(f, i, &info));
+	int rank = d1 < 0 ? 1 : 2;
+	TG_CHECK(info.rank == rank && info.shape[0] == d0 && (rank == 1 || info.shape[1] == d1), TG_EINVAL,
+	         "checkpoint '%s': tensor '%s' does not have the shape its model configuration says (%lld%s%lld)", path,
+	         name, (long long)d0, rank == 2 ? ", " : "", (long long)(rank == 2 ? d1 : 0));
+	return 0;
+}
+
+static int check_config_tensors(const tg_st_file *f, const char *path, const tg_model_config *c)
+{
+	char name[TG_PARAM_NAME];
+	int64_t V = c->vocab, C = c->dmodel, L = c->layers;
+	if (!strcmp(c->arch, "gpt")) {
+		TG_TRY(expect_tensor(f, path, "transformer.wte.weight", V, C));
+		TG_TRY(expect_tensor(f, path, "transformer.wpe.weight", c->ctx, C));
+		snprintf(name, sizeof name, "transformer.h.%lld.mlp.c_fc.weight", (long long)(L - 1));
+		return expect_tensor(f, path, name, C, 4 * C);
+	}
+	if (!strcmp(c->arch, "lstm")) {
+		TG_TRY(expect_tensor(f, path, "embedding.weight", V, C));
+		snprintf(name, sizeof name, "lstm.weight_hh_l%lld", (long long)(L - 1));
+		return expect_tensor(f, path, name, 4 * C, C);
+	}
+	TG_TRY(expect_tensor(f, path, "fc1.weight", C, c->inputs));
+	snprintf(name, sizeof name, "fc%lld.weight", (long long)(L + 1));
+	return expect_tensor(f, path, name, V, C);
 }
 
 int tg_model_load(tg_model *m, const char *path)
@@ -230,8 +294,20 @@ int tg_model_config_read(tg_model_config *c, const char *path)
 			*field = (int)v;
 	}
 	const char *seed = tg_st_metadata(f, "model.seed");
-	if (rc == 0 && seed)
-		c->seed = strtoull(seed, NULL, 10);
+	if (rc == 0 && seed) {
+		char *end;
+		errno = 0;
+		c->seed = strtoull(seed, &end, 10);
+		if (!(*seed >= '0' && *seed <= '9') || *end || errno)
+			rc = tg_set_error(TG_EINVAL, "checkpoint '%s': __metadata__ 'model.seed' is '%.40s', not a whole number",
+			                  path, seed);
+	}
+	if (rc == 0 && c->untied != 0 && c->untied != 1)
+		rc = tg_set_error(TG_EINVAL, "checkpoint '%s': __metadata__ 'model.untied' is %d, not 0 or 1", path, c->untied);
+	/* the configuration must be the one of the tensors the file holds: a model is built from it
+	 * before its weights are read, and its size must be the file's, not whatever it says */
+	if (rc == 0)
+		rc = check_config_tensors(f, path, c);
 	tg_st_close(f);
 	return rc;
 }

@@ -49,12 +49,14 @@ static int text_batch(tg_dataset *d, int split, uint64_t index, int B, void *inp
 	int64_t first = split == TG_SPLIT_TRAIN ? 0 : t->ntrain;
 	int64_t len = split == TG_SPLIT_TRAIN ? t->ntrain : t->n - t->ntrain;
 	int64_t starts = len - t->T; /* windows of T + 1 bytes */
-	float *u = malloc((size_t)B * sizeof *u);
+	float *u = malloc((size_t)2 * B * sizeof *u);
 	TG_CHECK(u, TG_ENOMEM, "out of memory");
-	/* stream: split and index; element: row */
-	int rc = tg_fill_host(u, B, &(tg_fill){TG_FILL_UNIFORM, 0, 1, t->seed, ((uint64_t)split << 62) ^ index});
+	/* stream: split and index; elements 2 row, 2 row + 1: a float has 24 random bits, two of
+	 * them 48, so that every start of a large text can be drawn */
+	int rc = tg_fill_host(u, 2 * (int64_t)B, &(tg_fill){TG_FILL_UNIFORM, 0, 1, t->seed, ((uint64_t)split << 62) ^ index});
 	for (int b = 0; rc == 0 && b < B; b++) {
-		int64_t s = (int64_t)((double)u[b] * (double)starts);
+		double x = (double)u[2 * b] + (double)u[2 * b + 1] / 16777216.0;
+		int64_t s = (int64_t)(x * (double)starts);
 		s = s >= starts ? starts - 1 : s < 0 ? 0 : s;
 		const uint8_t *w = t->bytes + first + s;
 		int32_t *in = (int32_t *)inputs + (int64_t)b * t->T, *tg = targets + (int64_t)b * t->T;

@@ -126,6 +126,8 @@ static int gpt_forward(tg_model *m, tg_tensor *logits, tg_tensor *x)
 	TG_CHECK(tg_tensor_dtype(x) == TG_I32 && tg_tensor_rank(x) == 2 && tg_tensor_dim(x, 1) == cf->ctx, TG_ESHAPE,
 	         "gpt: tokens %s must be int32 (B, %d)", tg_tensor_shape_str(x, s, sizeof s), cf->ctx);
 	int64_t B = tg_tensor_dim(x, 0);
+	TG_CHECK(B <= TG_MAX_TILES, TG_EINVAL, "gpt: a batch of %lld sequences; at most %d in one step", (long long)B,
+	         TG_MAX_TILES);
 	TG_CHECK(tg_tensor_rows(logits) == B * cf->ctx && tg_tensor_cols(logits) == cf->vocab, TG_ESHAPE,
 	         "gpt: logits %s must have %lld rows of %d", tg_tensor_shape_str(logits, s, sizeof s),
 	         (long long)(B * cf->ctx), cf->vocab);

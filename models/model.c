@@ -117,6 +117,8 @@ int tg_model_build(tg_model *m)
 		total += n;
 	}
 	TG_CHECK(m->nparams >= 1, TG_EINVAL, "%s: no parameters", m->name);
+	TG_CHECK(m->nparams <= 4096, TG_EINVAL, "%s: %d layers make %d parameter tensors, more than the 4096 parts a buffer "
+	         "can have: use fewer layers", m->name, m->cfg.layers, m->nparams);
 	m->nweights = total;
 	tg_block *b = calloc((size_t)m->nparams, sizeof *b);
 	float *host = malloc((size_t)total * sizeof *host);

@@ -65,10 +65,10 @@ int tg_gpt_create(tg_model **out, const tg_model_config *c);
 int tg_lstm_create(tg_model **out, const tg_model_config *c);
 
 /* Checkpoints (checkpoint.c). */
-int tg_checkpoint_write(const tg_model *m, int step, int steps, const char *path);
+int tg_checkpoint_write(const tg_model *m, int step, const tg_train_config *tc, const char *path);
 int tg_checkpoint_read(tg_model *m, const char *path, int resume, long long *step, long long *steps);
-int tg_grads_write(const tg_model *m, const int32_t *inputs, const int32_t *targets, int64_t B, int64_t T, int64_t W,
-                   float loss, const char *path);
+int tg_grads_write(const tg_model *m, const void *inputs, const char *input_dtype, const int32_t *targets, int64_t B,
+                   int64_t T, int64_t W, float loss, const char *path);
 
 /* An activation tensor of layer `layer` (set at creation). */
 int tg_act_new(tg_tensor **out, const char *layer, const char *name, int rank, const int64_t *shape);

@@ -351,7 +351,14 @@ int tg_trainer_run(tg_trainer *tr, tg_step_fn fn, void *user)
 			info.tokens_per_s = (double)(tr->B * tr->T) / (t - t_prev);
 			t_prev = t;
 			info.synced = submitted < 0;
-			if (fn && fn(tr, &info, user))
+			int cb = fn ? fn(tr, &info, user) : 0;
+			if (cb < 0) {
+				char msg[1024];
+				snprintf(msg, sizeof msg, "%s", tg_last_error());
+				tg_wait_all();
+				return tg_set_error(cb, "%s", msg);
+			}
+			if (cb > 0)
 				stop = 1;
 		}
 		pending = submitted;
@@ -369,7 +376,7 @@ int tg_trainer_save(tg_trainer *tr, const char *path)
 {
 	TG_CHECK(tr && path, TG_EINVAL, "tg_trainer_save: NULL argument");
 	TG_TRY(tg_wait_all());
-	return tg_checkpoint_write(tr->model, tr->step, tr->cfg.steps, path);
+	return tg_checkpoint_write(tr->model, tr->step, &tr->cfg, path);
 }
 
 int tg_trainer_load(tg_trainer *tr, const char *path, int resume)
@@ -379,9 +386,8 @@ int tg_trainer_load(tg_trainer *tr, const char *path, int resume)
 	long long step = 0, steps = 0;
 	TG_TRY(tg_checkpoint_read(tr->model, path, resume, &step, &steps));
 	if (resume) {
-		TG_CHECK(step <= tr->cfg.steps, TG_EINVAL,
-		         "checkpoint '%s' is at step %lld, past this run's %d steps (give --steps %lld or more)", path, step,
-		         tr->cfg.steps, step);
+		TG_CHECK(step <= tr->cfg.steps, TG_EINVAL, "checkpoint '%s' is at step %lld, past this run's %d steps", path,
+		         step, tr->cfg.steps);
 		tr->step = (int)step;
 	}
 	return 0;
@@ -402,7 +408,8 @@ int tg_trainer_dump_grads(tg_trainer *tr, const char *path, float *loss)
 		if (!tg_tensor_grad_valid(tg_model_param(m, i)))
 			TG_TRY(tg_tensor_fill(m->part[TG_FAMILY_GRAD][i], &(tg_fill){TG_FILL_ZEROS, 0, 0, 0, 0}));
 	int tokens = tr->data->input_dtype == TG_I32;
-	int rc = tg_grads_write(m, tokens ? tr->host_in : NULL, tr->host_tgt, tr->B, tr->T, tr->data->input_width, l, path);
+	int rc = tg_grads_write(m, tr->host_in, tokens ? "I32" : "F32", tr->host_tgt, tr->B, tr->T, tr->data->input_width, l,
+	                        path);
 	for (int i = 0; i < tg_model_num_params(m); i++)
 		tg_zero_grad(tg_model_param(m, i));
 	if (loss)

@@ -148,6 +148,8 @@ static int attention_check(const tg_task_spec *s)
 	         TG_ESHAPE, "attention: att '%s' %s must be (%lld, %lld, %lld, %lld)", tg_tensor_name(att),
 	         tg_tensor_shape_str(att, sa, sizeof sa), (long long)B, (long long)H, (long long)T, (long long)T);
 	TG_CHECK(T <= 65536 && B * T <= INT32_MAX, TG_ESHAPE, "attention: sequences of %lld are too long", (long long)T);
+	TG_CHECK(B <= TG_MAX_TILES, TG_ESHAPE, "attention: %lld sequences in one op, at most %d (one task each at least): "
+	         "split the batch (micro-batches)", (long long)B, TG_MAX_TILES);
 	return 0;
 }
 

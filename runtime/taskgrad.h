@@ -844,7 +844,8 @@ typedef struct tg_step_info {
 	double tokens_per_s;  /* B x T / time of the step */
 	int synced;           /* 1: nothing of a later step is submitted; the state is this step's */
 } tg_step_info;
-/* Called once per step, in order; a non-zero return stops the run (tg_trainer_run returns 0). */
+/* Called once per step, in order; a positive return stops the run (tg_trainer_run returns 0), a
+ * negative one (a TG_E* code, its message set) stops it with that error. */
 typedef int (*tg_step_fn)(tg_trainer *tr, const tg_step_info *info, void *user);
 
 /* The model and the dataset stay the caller's (free them after the trainer). */
@@ -865,8 +866,9 @@ TG_API int tg_trainer_save(tg_trainer *tr, const char *path);
  * checked before anything is changed, and a mismatch names the tensor. */
 TG_API int tg_trainer_load(tg_trainer *tr, const char *path, int resume);
 /* Run the forward and backward of the next step (no update) and write every parameter's
- * gradient under the parameter's name, the batch as int32 batch.inputs and batch.targets
- * (B, T), sample-major, and the loss in __metadata__["loss"] (as text, %.9g). */
+ * gradient under the parameter's name, the batch as batch.inputs (int32 tokens (B, T), or the
+ * float32 features) and int32 batch.targets (B, T), sample-major, the loss in
+ * __metadata__["loss"] (as text, %.9g), and "format": "taskgrad-gradients-1". */
 TG_API int tg_trainer_dump_grads(tg_trainer *tr, const char *path, float *loss);
 TG_API void tg_trainer_free(tg_trainer *tr);
 

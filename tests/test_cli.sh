@@ -164,14 +164,14 @@ ls -a "$tmp" | grep -q '^\.taskgrad-' && fail "a temporary file was left behind"
 # language models on a text file (a small one made here): train, resume, sample
 awk 'BEGIN { srand(3); for (i = 0; i < 4000; i++) { printf "%s the %s of %s.\n", (i % 7 ? "Some" : "All"), \
 	(i % 3 ? "cat" : "dog"), (i % 5 ? "night" : "day") } }' > "$tmp/text.txt"
-small="--layers 1 --dmodel 16 --heads 2 --ctx 16 --batch 4 --eval-every 5 --eval-batches 1"
+small="--layers 1 --dmodel 16 --ctx 16 --batch 4 --eval-every 5 --eval-batches 1"
 expect 2 "--data: the gpt model trains on a text file: give --data FILE" train --model gpt --steps 5
 expect 2 "--data: cannot read '$tmp/none.txt'" train --model gpt --data "$tmp/none.txt" --steps 5
 expect 2 "--data: cannot read the text '$tmp': it is a folder" train --model gpt --data "$tmp" --steps 5
 expect 2 "--data: cannot read the text '/dev/null': it is not a regular file" train --model gpt --data /dev/null --steps 5
 # (the sanitizer build's allocator returns NULL too, instead of stopping the process)
 expect 2 "out of memory for tensor 'logits'" ASAN_OPTIONS=fast_unwind_on_malloc=0:allocator_may_return_null=1 \
-	train --model gpt --data "$tmp/text.txt" --batch 1048576 --steps 2
+	train --model lstm --data "$tmp/text.txt" --batch 1048576 --steps 2
 head -c 100 "$tmp/text.txt" > "$tmp/short.txt"
 expect 2 "has 100 bytes: with ctx 16 it needs at least 170" train --model gpt --data "$tmp/short.txt" $small --steps 5
 expect 2 "--heads: 3 heads do not divide dmodel 16" train --model gpt --data "$tmp/text.txt" --dmodel 16 --heads 3
@@ -189,7 +189,7 @@ for m in gpt lstm; do
 		--checkpoint "$tmp/$m-b.safetensors" --log "$tmp/$m.csv" -q
 	[ "$(wc -l < "$tmp/$m.csv")" = 15 ] && tail -n 1 "$tmp/$m.csv" | grep -q '^13,' ||
 		fail "$m: resuming did not append rows 10 to 13: $(cat "$tmp/$m.csv")"
-	expect 2 "--resume: checkpoint .* is at step 10, past this run's 9 steps (give --steps 10 or more)" train --model $m --data "$tmp/text.txt" $small --steps 9 \
+	expect 2 "--resume: checkpoint .* is at step 10, past this run's 9 steps" train --model $m --data "$tmp/text.txt" $small --steps 9 \
 		--resume "$tmp/$m.safetensors"
 	expect 0 "^Some" sample --checkpoint "$tmp/$m.safetensors" --prompt "Some" --tokens 40 --seed 5
 	cp "$tmp/out" "$tmp/sample1"
@@ -206,6 +206,31 @@ expect 2 "--model lstm: the checkpoint '.*gpt.safetensors' holds a gpt model" tr
 expect 2 "--init: checkpoint '.*lstm.safetensors': tensor 'embedding.weight' is not a parameter of this gpt model" \
 	train --model gpt --data "$tmp/text.txt" $small --steps 20 --init "$tmp/lstm.safetensors"
 expect 0 "gradients of step 0" train --model gpt --data "$tmp/text.txt" $small --dump-grads "$tmp/grads.safetensors"
+# resuming takes the run's own settings; another value is refused
+expect 2 "--batch: the checkpoint '.*gpt.safetensors' was trained with train.batch = 4" train --model gpt \
+	--data "$tmp/text.txt" --batch 8 --steps 20 --resume "$tmp/gpt.safetensors"
+expect 0 "train: 12 steps of batch 4 from step 10" train --data "$tmp/text.txt" --steps 12 --resume "$tmp/lstm.safetensors"
+# rows of steps run again after a resume are not logged twice
+printf '10,9,,1,1,1\n11,9,,1,1,1\n' >> "$tmp/gpt-log.csv"
+expect 0 "" train --model gpt --data "$tmp/text.txt" $small --steps 10 --checkpoint "$tmp/gpt-c.safetensors" \
+	--log "$tmp/gpt-log.csv" -q
+printf '10,9,,1,1,1\n11,9,,1,1,1\n' >> "$tmp/gpt-log.csv"
+expect 0 "" train --data "$tmp/text.txt" --steps 12 --resume "$tmp/gpt-c.safetensors" --log "$tmp/gpt-log.csv" -q
+[ "$(cut -d, -f1 "$tmp/gpt-log.csv" | sort | uniq -d)" = "" ] && [ "$(wc -l < "$tmp/gpt-log.csv")" = 13 ] ||
+	fail "a resumed log has rows twice: $(cat "$tmp/gpt-log.csv")"
+# files that would replace one another
+expect 2 "--checkpoint and --graph name the same file" train --model mlp --steps 5 --checkpoint "$tmp/same" \
+	--graph "$tmp/same"
+expect 2 "--checkpoint and --data name the same file" train --model gpt --data "$tmp/text.txt" --checkpoint "$tmp/text.txt"
+expect 2 "--dump-grads and --resume name the same file" train --data "$tmp/text.txt" --resume "$tmp/gpt.safetensors" \
+	--dump-grads "$tmp/gpt.safetensors"
+expect 2 "--dump-grads runs no training" train --model mlp --dump-grads "$tmp/g.st" --checkpoint "$tmp/c.st"
+expect 2 "--graph: --steps 0 runs no step" train --model mlp --steps 0 --checkpoint "$tmp/c.st" --graph "$tmp/g.dot"
+expect 2 "--batch: the gpt model takes at most 64 sequences" train --model gpt --data "$tmp/text.txt" --batch 65
+expect 2 "--heads: the lstm model has no attention heads" train --model lstm --data "$tmp/text.txt" --heads 2
+expect 2 "--ctx: the lstm model unrolls at most 4096 steps" train --model lstm --data "$tmp/text.txt" --ctx 5000
+expect 0 "^Usage: taskgrad ops" ops --help
+expect 2 "--version takes no arguments" --version x
 expect 2 "--checkpoint: give the checkpoint to sample from" sample --prompt x
 expect 2 "--checkpoint: cannot read\|--checkpoint: .*none" sample --checkpoint "$tmp/none.safetensors"
 expect 2 "holds an mlp, not a language model" sample --checkpoint "$tmp/init.safetensors"

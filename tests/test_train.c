@@ -275,6 +275,27 @@ static void broken_checkpoints_are_refused(void **unused)
 	expect_refused(s2.tr, ok, 1, "holds a 'gpt' model, not 'lstm'");
 	expect_refused(s2.tr, ok, 0, "is not a parameter of this lstm model");
 	unmake(&s2);
+	/* a configuration that does not fit the tensors: refused before a model is built from it */
+	{
+		tg_st_file *f;
+		TG_OK_OR_FAIL(tg_st_open(&f, ok));
+		tg_st_writer *w;
+		TG_OK_OR_FAIL(tg_st_writer_new(&w));
+		for (int i = 0; i < tg_st_num_metadata(f); i++) {
+			const char *k, *v;
+			TG_OK_OR_FAIL(tg_st_metadata_at(f, i, &k, &v));
+			TG_OK_OR_FAIL(tg_st_writer_set_metadata(w, k, !strcmp(k, "model.vocab") ? "1048576" : v));
+		}
+		TG_OK_OR_FAIL(tg_st_writer_write(w, bad));
+		tg_st_writer_free(w);
+		tg_st_close(f);
+		tg_model_config mc;
+		assert_int_equal(tg_model_config_read(&mc, bad), TG_EINVAL);
+		assert_non_null(strstr(tg_last_error(), "has no tensor 'transformer.wte.weight'"));
+		variant(ok, bad, NULL, NULL, "transformer.wte.weight", "F32", 7);
+		assert_int_equal(tg_model_config_read(&mc, bad), TG_EINVAL);
+		assert_non_null(strstr(tg_last_error(), "'transformer.wte.weight' does not have the shape"));
+	}
 	/* nothing changed through all of that */
 	float after[64];
 	TG_OK_OR_FAIL(tg_tensor_to_host(tg_model_param(s.m, 2), after, 32 * sizeof(float)));

@@ -320,6 +320,14 @@ int cli_parse(int argc, char **argv, unsigned groups, const char *cmd, const cha
 	return 0;
 }
 
+int cli_given(const cli_opts *o, const char *name)
+{
+	for (int i = 0; i < NOPTIONS; i++)
+		if (!strcmp(options[i].name, name))
+			return o->given[options[i].id - O_SCHED];
+	return 0;
+}
+
 int cli_model_config(const cli_opts *o, tg_model_config *c)
 {
 	const char *arch = o->model ? o->model : "gpt";
@@ -339,6 +347,10 @@ int cli_model_config(const cli_opts *o, tg_model_config *c)
 		return fail_usage("--heads: %d heads do not divide dmodel %d", c->heads, c->dmodel);
 	if (o->untied && strcmp(c->arch, "gpt") != 0)
 		return fail_usage("--untied: only the gpt model ties its head");
+	if (o->heads > 0 && strcmp(c->arch, "gpt") != 0)
+		return fail_usage("--heads: the %s model has no attention heads", c->arch);
+	if (!strcmp(c->arch, "lstm") && c->ctx > 4096)
+		return fail_usage("--ctx: the lstm model unrolls at most 4096 steps, got %d", c->ctx);
 	return 0;
 }
 

@@ -61,6 +61,8 @@ typedef struct cli_opts {
 /* Parse argv (argv[0] is the command) with the given groups; 0, or an exit code (0 after
  * --help: *done is set). */
 int cli_parse(int argc, char **argv, unsigned groups, const char *cmd, const char *summary, cli_opts *o, int *done);
+/* 1 if the option --name was given. */
+int cli_given(const cli_opts *o, const char *name);
 /* The model configuration: --model's defaults, then the flags given. */
 int cli_model_config(const cli_opts *o, tg_model_config *c);
 /* Start the runtime as the runtime group says; prints the library's message and returns an

@@ -3,8 +3,16 @@
 
 #include <string.h>
 
+static int help(const char *cmd, const char *what)
+{
+	printf("Usage: taskgrad %s\n%s\n", cmd, what);
+	return 0;
+}
+
 int cmd_policies(int argc, char **argv)
 {
+	if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")))
+		return help("policies", "List the scheduling policies of the StarPU taskgrad runs on.");
 	if (argc > 1)
 		return fail_usage("policies takes no arguments, got '%s'", argv[1]);
 	char names[4096];
@@ -17,6 +25,8 @@ int cmd_policies(int argc, char **argv)
 
 int cmd_ops(int argc, char **argv)
 {
+	if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")))
+		return help("ops", "List the built-in ops, each with what it computes.");
 	if (argc > 1)
 		return fail_usage("ops takes no arguments, got '%s'", argv[1]);
 	int width = 0;

@@ -2,6 +2,8 @@
  * print progress, write checkpoints, the CSV log and the graph of one step. */
 #include "cli.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +96,50 @@ static int on_step(tg_trainer *tr, const tg_step_info *in, void *user)
 	return 0;
 }
 
+/* The training settings of the run being resumed: taken from its checkpoint, so that the run
+ * goes on as it would have; a flag given with another value is refused. */
+static int resume_settings(cli_opts *o)
+{
+	tg_st_file *f;
+	if (tg_st_open(&f, o->resume) < 0)
+		return fail_usage("--resume: %s", tg_last_error());
+	tg_train_config *t = &o->train;
+	const struct { const char *key, *flag; int *i; float *x; } set[] = {
+		{"train.steps", "steps", &t->steps, NULL}, {"train.batch", "batch", &t->batch, NULL},
+		{"train.warmup", "warmup", &t->warmup, NULL}, {"train.lr", "lr", NULL, &t->lr},
+		{"train.weight_decay", "weight-decay", NULL, &t->weight_decay}, {"train.clip", "clip", NULL, &t->clip},
+		{"train.beta1", NULL, NULL, &t->beta1}, {"train.beta2", NULL, NULL, &t->beta2},
+		{"train.eps", NULL, NULL, &t->eps}};
+	int rc = 0;
+	for (size_t k = 0; k < sizeof set / sizeof set[0] && rc == 0; k++) {
+		const char *v = tg_st_metadata(f, set[k].key);
+		if (!v)
+			continue; /* an older checkpoint: the flags say */
+		char *end;
+		double x = strtod(v, &end);
+		if (!*v || *end || !isfinite(x) || x < 0 || x > INT_MAX - 1 || (set[k].i && x != (double)(int)x)) {
+			rc = fail_usage("--resume: checkpoint '%s': __metadata__ '%s' is '%.40s', not a usable value", o->resume,
+			                set[k].key, v);
+			break;
+		}
+		int given = set[k].flag && cli_given(o, set[k].flag);
+		/* --steps may go further than the run saved: a longer schedule, said so by the user */
+		if (given && set[k].i == &t->steps)
+			continue;
+		if (given && (set[k].i ? *set[k].i != (int)x : *set[k].x != (float)x)) {
+			rc = fail_usage("--%s: the checkpoint '%s' was trained with %s = %s; resuming takes its settings (give the "
+			                "same or leave the flag out)", set[k].flag, o->resume, set[k].key, v);
+			break;
+		}
+		if (set[k].i)
+			*set[k].i = (int)x;
+		else
+			*set[k].x = (float)x;
+	}
+	tg_st_close(f);
+	return rc;
+}
+
 /* The model configuration of a run: the flags, or the checkpoint being resumed (flags that
  * differ from it are refused). */
 static int run_config(cli_opts *o, tg_model_config *mc)
@@ -111,24 +157,70 @@ static int run_config(cli_opts *o, tg_model_config *mc)
 		if (f[i].given > 0 && f[i].given != f[i].has)
 			return fail_usage("%s %d: the checkpoint '%s' was trained with %d", f[i].flag, f[i].given, o->resume,
 			                  f[i].has);
+	if (cli_given(o, "untied") && !mc->untied)
+		return fail_usage("--untied: the checkpoint '%s' has its head tied to the embedding", o->resume);
 	/* the seed chose the weights and chooses the batches: the run goes on with its own */
 	if (o->seed_set && o->rt.seed != mc->seed)
 		return fail_usage("--seed %llu: the checkpoint '%s' was trained with seed %llu (its batches follow it)",
 		                  (unsigned long long)o->rt.seed, o->resume, (unsigned long long)mc->seed);
 	o->rt.seed = mc->seed;
-	return 0;
+	return resume_settings(o);
 }
 
-static int open_log(run *r, const char *path, int append)
+/* The CSV log. Resuming at step `from` keeps the rows of the steps before it (a run that
+ * stopped after its last checkpoint logged steps that are now run again). */
+static int open_log(run *r, const char *path, int append, int from)
 {
 	struct stat st;
 	int exists = append && stat(path, &st) == 0 && st.st_size > 0;
-	r->log = fopen(path, exists ? "a" : "w");
+	if (exists) {
+		FILE *in = fopen(path, "r");
+		char *keep = NULL, line[512];
+		size_t len = 0, cap = 0;
+		while (in && fgets(line, sizeof line, in)) {
+			char *end;
+			long step = strtol(line, &end, 10);
+			if (end != line && *end == ',' && step >= from)
+				break; /* this row and the ones after it are run again */
+			size_t n = strlen(line);
+			if (len + n + 1 > cap) {
+				cap = (len + n + 1) * 2;
+				char *k = realloc(keep, cap);
+				if (!k)
+					break;
+				keep = k;
+			}
+			memcpy(keep + len, line, n + 1);
+			len += n;
+		}
+		if (in)
+			fclose(in);
+		r->log = fopen(path, "w");
+		if (r->log && len)
+			fwrite(keep, 1, len, r->log);
+		free(keep);
+		exists = len > 0;
+	} else {
+		r->log = fopen(path, "w");
+	}
 	if (!r->log)
-		return fail_usage("--log: cannot write '%s'", path);
+		return fail_usage("--log: cannot write '%s': %s", path, strerror(errno));
 	if (!exists)
 		fprintf(r->log, "step,loss,val_loss,lr,tokens_per_s,ms\n");
 	return 0;
+}
+
+/* Two names of one file: the same existing file, or the same place for a new one. */
+static int same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
+		return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+	char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
+	int same = strcmp(a, b) == 0 || (ra && rb && strcmp(ra, rb) == 0);
+	free(ra);
+	free(rb);
+	return same;
 }
 
 static int train_main(cli_opts *o, tg_model_config *mc)
@@ -181,7 +273,7 @@ static int train_main(cli_opts *o, tg_model_config *mc)
 		goto out;
 	}
 	if (rc == 0 && o->log)
-		rc = open_log(&r, o->log, o->resume != NULL);
+		rc = open_log(&r, o->log, o->resume != NULL, tg_trainer_step(tr));
 	if (rc == 0) {
 		r.t0 = r.line_t0 = now();
 		r.first_step = tg_trainer_step(tr);
@@ -250,11 +342,29 @@ int cmd_train(int argc, char **argv)
 		return fail_usage("--checkpoint-every: give --checkpoint FILE to write to");
 	if (o.data && access(o.data, R_OK) != 0)
 		return fail_usage("--data: cannot read '%s'", o.data);
-	const struct { const char *flag, *path; } outs[] = {
-		{"--checkpoint", o.checkpoint}, {"--log", o.log}, {"--dump-grads", o.dump_grads}, {"--graph", o.graph}};
-	for (int i = 0; i < 4; i++)
-		if (outs[i].path && (rc = check_output_path(outs[i].flag, outs[i].path)))
+	if (o.dump_grads && (o.checkpoint || o.log || o.graph || o.checkpoint_every))
+		return fail_usage("--dump-grads runs no training: it writes no --checkpoint, --log or --graph");
+	if (o.train.steps == 0 && o.graph)
+		return fail_usage("--graph: --steps 0 runs no step to draw");
+	if (!strcmp(mc.arch, "gpt") && o.train.batch > 64)
+		return fail_usage("--batch: the gpt model takes at most 64 sequences per step, got %d", o.train.batch);
+	const struct { const char *flag, *path; int out; } files[] = {
+		{"--checkpoint", o.checkpoint, 1}, {"--log", o.log, 1}, {"--dump-grads", o.dump_grads, 1},
+		{"--graph", o.graph, 1}, {"--data", o.data, 0}, {"--resume", o.resume, 0}, {"--init", o.init, 0}};
+	const int nfiles = (int)(sizeof files / sizeof files[0]);
+	for (int i = 0; i < nfiles; i++)
+		if (files[i].out && files[i].path && (rc = check_output_path(files[i].flag, files[i].path)))
 			return rc;
+	/* an output never replaces another output or an input (the checkpoint being resumed is the
+	 * one exception: --resume F --checkpoint F goes on saving over it) */
+	for (int i = 0; i < nfiles; i++)
+		for (int j = i + 1; j < nfiles; j++)
+			if (files[i].path && files[j].path && (files[i].out || files[j].out) &&
+			    !(!strcmp(files[i].flag, "--checkpoint") && !strcmp(files[j].flag, "--resume")) &&
+			    same_file(files[i].path, files[j].path))
+				return fail_usage("%s and %s name the same file '%s'", files[i].flag, files[j].flag, files[j].path);
+	if (o.log && access(o.log, F_OK) == 0 && access(o.log, W_OK) != 0)
+		return fail_usage("--log: cannot write '%s': %s", o.log, strerror(errno));
 	if ((rc = cli_init(&o)))
 		return rc;
 	rc = train_main(&o, &mc);

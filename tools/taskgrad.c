@@ -40,6 +40,8 @@ static int run_command(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) {
+		if (argc > 2)
+			return fail_usage("%s takes no arguments, got '%s'", cmd, argv[2]);
 		printf("taskgrad %s (StarPU %s%s)\n", TG_VERSION_STRING, TG_STARPU_VERSION,
 #ifdef TG_USE_CUDA
 		       ", CUDA"
