@@ -223,18 +223,14 @@ static int same_file(const char *a, const char *b)
 	return same;
 }
 
-static int train_main(cli_opts *o, tg_model_config *mc)
+static int train_main(cli_opts *o, tg_model_config *mc, tg_dataset *d)
 {
 	tg_model *m = NULL;
-	tg_dataset *d = NULL;
 	tg_trainer *tr = NULL;
 	run r = {o, NULL, isatty(2), 0, 0, 0, NULL, 0, NAN, NAN, 0, 0, 0, 0};
 	int rc = 0;
 	if (tg_model_new(&m, mc) < 0)
 		rc = fail_lib(EXIT_USAGE);
-	if (rc == 0 && (!strcmp(mc->arch, "mlp") ? tg_dataset_spirals(&d, SPIRALS_PER_CLASS, SPIRALS_NOISE, o->rt.seed)
-	                                         : tg_dataset_text(&d, o->data, mc->ctx, o->rt.seed)) < 0)
-		rc = fail_usage("--data: %s", tg_last_error());
 	o->train.sync_every = o->checkpoint_every;
 	if (rc == 0 && tg_trainer_new(&tr, m, d, &o->train) < 0)
 		rc = fail_lib(EXIT_USAGE);
@@ -311,7 +307,6 @@ out:
 		rc = fail_usage("--log: writing '%s' failed", o->log);
 	tg_graph_free(r.graph);
 	tg_trainer_free(tr);
-	tg_dataset_free(d);
 	tg_model_free(m);
 	return rc;
 }
@@ -365,9 +360,17 @@ int cmd_train(int argc, char **argv)
 				return fail_usage("%s and %s name the same file '%s'", files[i].flag, files[j].flag, files[j].path);
 	if (o.log && access(o.log, F_OK) == 0 && access(o.log, W_OK) != 0)
 		return fail_usage("--log: cannot write '%s': %s", o.log, strerror(errno));
-	if ((rc = cli_init(&o)))
+	/* the data before the runtime: a file that cannot serve is a usage error, found first */
+	tg_dataset *d = NULL;
+	if ((!strcmp(mc.arch, "mlp") ? tg_dataset_spirals(&d, SPIRALS_PER_CLASS, SPIRALS_NOISE, o.rt.seed)
+	                             : tg_dataset_text(&d, o.data, mc.ctx, o.rt.seed)) < 0)
+		return fail_usage("--data: %s", tg_last_error());
+	if ((rc = cli_init(&o))) {
+		tg_dataset_free(d);
 		return rc;
-	rc = train_main(&o, &mc);
+	}
+	rc = train_main(&o, &mc, d);
+	tg_dataset_free(d);
 	if (tg_shutdown() < 0 && rc == 0)
 		rc = fail_lib(1);
 	return rc;
