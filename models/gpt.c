@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define GPT_CACHES 4
 #define GPT_EPS 1e-5f
 
 /* the parameters of a block, in table order */
@@ -34,18 +33,13 @@ enum {
 };
 
 typedef struct gpt_acts {
-	int64_t B;
 	tg_tensor *emb, *x0, *ln1, *ln1m, *ln1r; /* embeddings, + positions, ln_1 of block 0 */
 	tg_tensor **a;                            /* L * NACTS */
 } gpt_acts;
 
-typedef struct gpt {
-	gpt_acts cache[GPT_CACHES];
-	int ncache;
-} gpt;
-
-static void free_acts(const tg_model *m, gpt_acts *c)
+static void free_acts(const tg_model *m, void *set)
 {
+	gpt_acts *c = set;
 	tg_tensor_free(c->emb);
 	tg_tensor_free(c->x0);
 	tg_tensor_free(c->ln1);
@@ -56,18 +50,10 @@ static void free_acts(const tg_model *m, gpt_acts *c)
 	free(c->a);
 }
 
-static void gpt_destroy(tg_model *m)
+static int make_acts(const tg_model *m, void *set, int64_t B)
 {
-	gpt *g = m->impl;
-	for (int i = 0; i < g->ncache; i++)
-		free_acts(m, &g->cache[i]);
-	free(g);
-}
-
-static int make_acts(const tg_model *m, gpt_acts *c, int64_t B)
-{
+	gpt_acts *c = set;
 	const int64_t T = m->cfg.ctx, C = m->cfg.dmodel, H = m->cfg.heads, L = m->cfg.layers;
-	c->B = B;
 	c->a = calloc((size_t)(L * NACTS), sizeof *c->a);
 	TG_CHECK(c->a, TG_ENOMEM, "out of memory");
 	TG_TRY(tg_act_new(&c->emb, "embed", "wte_out", TG_SHAPE(B, T, C)));
@@ -97,27 +83,6 @@ static int make_acts(const tg_model *m, gpt_acts *c, int64_t B)
 	return 0;
 }
 
-static int get_acts(tg_model *m, int64_t B, gpt_acts **out)
-{
-	gpt *g = m->impl;
-	for (int i = 0; i < g->ncache; i++)
-		if (g->cache[i].B == B) {
-			*out = &g->cache[i];
-			return 0;
-		}
-	TG_CHECK(g->ncache < GPT_CACHES, TG_ENOTSUP, "gpt: more than %d different batch sizes", GPT_CACHES);
-	gpt_acts *c = &g->cache[g->ncache];
-	int rc = make_acts(m, c, B);
-	if (rc < 0) {
-		free_acts(m, c);
-		c->a = NULL;
-		return rc;
-	}
-	g->ncache++;
-	*out = c;
-	return 0;
-}
-
 static int gpt_forward(tg_model *m, tg_tensor *logits, tg_tensor *x)
 {
 	const tg_model_config *cf = &m->cfg;
@@ -132,7 +97,7 @@ static int gpt_forward(tg_model *m, tg_tensor *logits, tg_tensor *x)
 	         "gpt: logits %s must have %lld rows of %d", tg_tensor_shape_str(logits, s, sizeof s),
 	         (long long)(B * cf->ctx), cf->vocab);
 	gpt_acts *c = NULL;
-	TG_TRY(get_acts(m, B, &c));
+	TG_TRY(tg_model_acts(m, B, (void **)&c));
 	tg_tensor **p = m->part[TG_FAMILY_PARAM];
 	TG_TRY(tg_embedding(c->emb, p[P_WTE], x));
 	TG_TRY(tg_pos_add(c->x0, c->emb, p[P_WPE], cf->ctx));
@@ -170,14 +135,10 @@ int tg_gpt_create(tg_model **out, const tg_model_config *c)
 	const int64_t C = c->dmodel, V = c->vocab;
 	tg_model *m;
 	TG_TRY(tg_model_alloc(&m, "gpt", c, 5 + L * NBLOCK));
-	gpt *g = calloc(1, sizeof *g);
-	if (!g) {
-		tg_model_free(m);
-		return tg_set_error(TG_ENOMEM, "out of memory");
-	}
-	m->impl = g;
 	m->forward = gpt_forward;
-	m->destroy = gpt_destroy;
+	m->act_size = sizeof(gpt_acts);
+	m->make_acts = make_acts;
+	m->free_acts = free_acts;
 	const float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * (float)L);
 	tg_param_spec *sp = m->spec;
 	int n = 0;

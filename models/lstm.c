@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define LSTM_CACHES 4
 
 /* per layer, in table order */
 enum { W_IH, W_HH, B_IH, B_HH, NLAYER };
@@ -31,19 +30,14 @@ enum { A_XP, A_XB, A_XQ, A_HH, A_PRE, A_GATES, A_H, A_C, NACTS };
 #define NSTEP (NACTS - A_XQ) /* XQ, HH, PRE, GATES, H, C have parts per time step */
 
 typedef struct lstm_acts {
-	int64_t B;
 	tg_tensor *emb, *head;      /* (T B, C), (T B, V) before the bias */
 	tg_tensor **a;              /* L * NACTS */
 	tg_tensor **step;           /* L * NSTEP * T: part t of a[A_XQ + j] */
 } lstm_acts;
 
-typedef struct lstm {
-	lstm_acts cache[LSTM_CACHES];
-	int ncache;
-} lstm;
-
-static void free_acts(const tg_model *m, lstm_acts *c)
+static void free_acts(const tg_model *m, void *set)
 {
+	lstm_acts *c = set;
 	tg_tensor_free(c->emb);
 	tg_tensor_free(c->head);
 	for (int i = 0; c->a && i < m->cfg.layers * NACTS; i++)
@@ -52,23 +46,15 @@ static void free_acts(const tg_model *m, lstm_acts *c)
 	free(c->step);
 }
 
-static void lstm_destroy(tg_model *m)
-{
-	lstm *s = m->impl;
-	for (int i = 0; i < s->ncache; i++)
-		free_acts(m, &s->cache[i]);
-	free(s);
-}
-
 static tg_tensor *step_of(const tg_model *m, const lstm_acts *c, int layer, int which, int t)
 {
 	return c->step[((int64_t)layer * NSTEP + (which - A_XQ)) * m->cfg.ctx + t];
 }
 
-static int make_acts(const tg_model *m, lstm_acts *c, int64_t B)
+static int make_acts(const tg_model *m, void *set, int64_t B)
 {
+	lstm_acts *c = set;
 	const int64_t T = m->cfg.ctx, C = m->cfg.dmodel, L = m->cfg.layers, V = m->cfg.vocab;
-	c->B = B;
 	c->a = calloc((size_t)(L * NACTS), sizeof *c->a);
 	c->step = calloc((size_t)(L * NSTEP * T), sizeof *c->step);
 	TG_CHECK(c->a && c->step, TG_ENOMEM, "out of memory");
@@ -89,28 +75,6 @@ static int make_acts(const tg_model *m, lstm_acts *c, int64_t B)
 	return 0;
 }
 
-static int get_acts(tg_model *m, int64_t B, lstm_acts **out)
-{
-	lstm *s = m->impl;
-	for (int i = 0; i < s->ncache; i++)
-		if (s->cache[i].B == B) {
-			*out = &s->cache[i];
-			return 0;
-		}
-	TG_CHECK(s->ncache < LSTM_CACHES, TG_ENOTSUP, "lstm: more than %d different batch sizes", LSTM_CACHES);
-	lstm_acts *c = &s->cache[s->ncache];
-	int rc = make_acts(m, c, B);
-	if (rc < 0) {
-		free_acts(m, c);
-		c->a = NULL;
-		c->step = NULL;
-		return rc;
-	}
-	s->ncache++;
-	*out = c;
-	return 0;
-}
-
 static int lstm_forward(tg_model *m, tg_tensor *logits, tg_tensor *x)
 {
 	const tg_model_config *cf = &m->cfg;
@@ -123,7 +87,7 @@ static int lstm_forward(tg_model *m, tg_tensor *logits, tg_tensor *x)
 	         "lstm: logits %s must have %lld rows of %d", tg_tensor_shape_str(logits, s, sizeof s),
 	         (long long)(B * T), cf->vocab);
 	lstm_acts *c = NULL;
-	TG_TRY(get_acts(m, B, &c));
+	TG_TRY(tg_model_acts(m, B, (void **)&c));
 	tg_tensor **p = m->part[TG_FAMILY_PARAM];
 	TG_TRY(tg_embedding(c->emb, p[P_EMB], x));
 	tg_tensor *in = c->emb;
@@ -157,14 +121,10 @@ int tg_lstm_create(tg_model **out, const tg_model_config *c)
 	const int64_t C = c->dmodel, V = c->vocab;
 	tg_model *m;
 	TG_TRY(tg_model_alloc(&m, "lstm", c, 3 + L * NLAYER));
-	lstm *s = calloc(1, sizeof *s);
-	if (!s) {
-		tg_model_free(m);
-		return tg_set_error(TG_ENOMEM, "out of memory");
-	}
-	m->impl = s;
 	m->forward = lstm_forward;
-	m->destroy = lstm_destroy;
+	m->act_size = sizeof(lstm_acts);
+	m->make_acts = make_acts;
+	m->free_acts = free_acts;
 	m->time_major = 1;
 	const float k = 1.0f / sqrtf((float)C);
 	tg_param_spec *sp = m->spec;

@@ -9,26 +9,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define MLP_CACHES 4
 
 /* The activations of one batch size, per layer: z = x W^T, h = z + b, a = relu(h). */
 typedef struct mlp_acts {
-	int64_t rows;
 	tg_tensor **z, **h, **a;
 } mlp_acts;
-
-typedef struct mlp {
-	mlp_acts cache[MLP_CACHES];
-	int ncache;
-} mlp;
 
 static int nfc(const tg_model *m)
 {
 	return m->cfg.layers + 1;
 }
 
-static void free_acts(const tg_model *m, mlp_acts *c)
+static void free_acts(const tg_model *m, void *set)
 {
+	mlp_acts *c = set;
 	for (int l = 0; l < nfc(m); l++) {
 		if (c->z)
 			tg_tensor_free(c->z[l]);
@@ -42,23 +36,15 @@ static void free_acts(const tg_model *m, mlp_acts *c)
 	free(c->a);
 }
 
-static void mlp_destroy(tg_model *m)
-{
-	mlp *p = m->impl;
-	for (int i = 0; i < p->ncache; i++)
-		free_acts(m, &p->cache[i]);
-	free(p);
-}
-
 static int width(const tg_model *m, int layer)
 {
 	return layer == nfc(m) - 1 ? m->cfg.vocab : m->cfg.dmodel;
 }
 
-static int make_acts(const tg_model *m, mlp_acts *c, int64_t rows)
+static int make_acts(const tg_model *m, void *set, int64_t rows)
 {
+	mlp_acts *c = set;
 	int n = nfc(m);
-	c->rows = rows;
 	c->z = calloc((size_t)n, sizeof *c->z);
 	c->h = calloc((size_t)n, sizeof *c->h);
 	c->a = calloc((size_t)n, sizeof *c->a);
@@ -75,27 +61,6 @@ static int make_acts(const tg_model *m, mlp_acts *c, int64_t rows)
 	return 0;
 }
 
-static int get_acts(tg_model *m, int64_t rows, mlp_acts **out)
-{
-	mlp *p = m->impl;
-	for (int i = 0; i < p->ncache; i++)
-		if (p->cache[i].rows == rows) {
-			*out = &p->cache[i];
-			return 0;
-		}
-	TG_CHECK(p->ncache < MLP_CACHES, TG_ENOTSUP, "mlp: more than %d different batch sizes", MLP_CACHES);
-	mlp_acts *c = &p->cache[p->ncache];
-	int rc = make_acts(m, c, rows);
-	if (rc < 0) {
-		free_acts(m, c);
-		c->z = c->h = c->a = NULL;
-		return rc;
-	}
-	p->ncache++;
-	*out = c;
-	return 0;
-}
-
 static int mlp_forward(tg_model *m, tg_tensor *logits, tg_tensor *x)
 {
 	char s[96];
@@ -105,7 +70,7 @@ static int mlp_forward(tg_model *m, tg_tensor *logits, tg_tensor *x)
 	         "mlp: logits %s must be (%lld, %d)", tg_tensor_shape_str(logits, s, sizeof s), (long long)tg_tensor_rows(x),
 	         m->cfg.vocab);
 	mlp_acts *c = NULL;
-	TG_TRY(get_acts(m, tg_tensor_rows(x), &c));
+	TG_TRY(tg_model_acts(m, tg_tensor_rows(x), (void **)&c));
 	tg_tensor *in = x, **p = m->part[TG_FAMILY_PARAM];
 	for (int l = 0; l < nfc(m); l++) {
 		tg_tensor *h = l < nfc(m) - 1 ? c->h[l] : logits;
@@ -125,14 +90,10 @@ int tg_mlp_create(tg_model **out, const tg_model_config *c)
 	         c->inputs);
 	tg_model *m;
 	TG_TRY(tg_model_alloc(&m, "mlp", c, 2 * (c->layers + 1)));
-	mlp *p = calloc(1, sizeof *p);
-	if (!p) {
-		tg_model_free(m);
-		return tg_set_error(TG_ENOMEM, "out of memory");
-	}
-	m->impl = p;
 	m->forward = mlp_forward;
-	m->destroy = mlp_destroy;
+	m->act_size = sizeof(mlp_acts);
+	m->make_acts = make_acts;
+	m->free_acts = free_acts;
 	int n = 0;
 	for (int l = 0; l < nfc(m); l++) {
 		int fan_in = l == 0 ? c->inputs : c->dmodel;

@@ -228,12 +228,36 @@ const char *tg_model_name(const tg_model *m)
 	return m ? m->name : "";
 }
 
+int tg_model_acts(tg_model *m, int64_t rows, void **set)
+{
+	for (int i = 0; i < m->nacts; i++)
+		if (m->acts[i].rows == rows) {
+			*set = m->acts[i].set;
+			return 0;
+		}
+	TG_CHECK(m->nacts < TG_ACT_SETS, TG_ENOTSUP, "%s: more than %d different batch sizes", m->name, TG_ACT_SETS);
+	void *s = calloc(1, m->act_size);
+	TG_CHECK(s, TG_ENOMEM, "out of memory");
+	int rc = m->make_acts(m, s, rows);
+	if (rc < 0) {
+		m->free_acts(m, s); /* what was made before the failure */
+		free(s);
+		return rc;
+	}
+	m->acts[m->nacts].rows = rows;
+	m->acts[m->nacts++].set = s;
+	*set = s;
+	return 0;
+}
+
 void tg_model_free(tg_model *m)
 {
 	if (!m)
 		return;
-	if (m->destroy)
-		m->destroy(m);
+	for (int i = 0; i < m->nacts; i++) {
+		m->free_acts(m, m->acts[i].set);
+		free(m->acts[i].set);
+	}
 	/* the gradients are parts of the gradient family: detach them before it goes */
 	for (int k = 0; k < TG_NFAMILIES; k++)
 		tg_tensor_free(m->flat[k]);

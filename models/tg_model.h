@@ -17,6 +17,7 @@
 #include "tg_check.h"
 
 #define TG_PARAM_NAME 96
+#define TG_ACT_SETS 4 /* batch sizes a model keeps activations for */
 
 typedef enum tg_param_init {
 	TG_INIT_ZEROS = 0,
@@ -46,8 +47,16 @@ struct tg_model {
 	tg_tensor **part[TG_NFAMILIES];         /* nparams packed parts of each */
 	int64_t nweights;
 	int (*forward)(tg_model *m, tg_tensor *logits, tg_tensor *x);
-	void (*destroy)(tg_model *m); /* frees what the model owns besides its parameters */
-	void *impl;
+	/* Activations, one set per batch size (rows): a model says how to make and free a set of
+	 * act_size bytes; tg_model_acts finds or makes the set of a size, tg_model_free frees them. */
+	size_t act_size;
+	int (*make_acts)(const tg_model *m, void *set, int64_t rows);
+	void (*free_acts)(const tg_model *m, void *set);
+	struct {
+		int64_t rows;
+		void *set;
+	} acts[TG_ACT_SETS];
+	int nacts;
 };
 
 /* Add a parameter to a table being built (*n entries, capacity cap). */
@@ -69,6 +78,9 @@ int tg_checkpoint_write(const tg_model *m, int step, const tg_train_config *tc, 
 int tg_checkpoint_read(tg_model *m, const char *path, int resume, long long *step, long long *steps);
 int tg_grads_write(const tg_model *m, const void *inputs, const char *input_dtype, const int32_t *targets, int64_t B,
                    int64_t T, int64_t W, float loss, const char *path);
+
+/* The activation set of m for rows (a batch size), made at its first use. */
+int tg_model_acts(tg_model *m, int64_t rows, void **set);
 
 /* An activation tensor of layer `layer` (set at creation). */
 int tg_act_new(tg_tensor **out, const char *layer, const char *name, int rank, const int64_t *shape);
