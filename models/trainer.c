@@ -27,8 +27,7 @@ struct tg_trainer {
 	tg_tensor *val_in[MAX_EVAL_BATCHES], *val_tgt[MAX_EVAL_BATCHES], *val_loss[MAX_EVAL_BATCHES];
 	void *host_in, *host_in_t;        /* a batch as the dataset gives it, and in the model's layout */
 	int32_t *host_tgt, *host_tgt_t;
-	tg_tensor **decay, **nodecay;     /* parameters with and without weight decay */
-	int ndecay, nnodecay;
+	tg_tensor **clip_order;           /* the parameters, last first: the clipping order (setup) */
 };
 
 void tg_train_config_default(tg_train_config *c)
@@ -94,8 +93,7 @@ void tg_trainer_free(tg_trainer *tr)
 	free(tr->host_in_t);
 	free(tr->host_tgt);
 	free(tr->host_tgt_t);
-	free(tr->decay);
-	free(tr->nodecay);
+	free(tr->clip_order);
 	free(tr);
 }
 
@@ -162,17 +160,15 @@ static int setup(tg_trainer *tr)
 	tr->host_in_t = malloc(nin * 4);
 	tr->host_tgt = malloc(ntg * 4);
 	tr->host_tgt_t = malloc(ntg * 4);
-	tr->decay = calloc((size_t)tg_model_num_params(m), sizeof *tr->decay);
-	tr->nodecay = calloc((size_t)tg_model_num_params(m), sizeof *tr->nodecay);
-	TG_CHECK(tr->host_in && tr->host_in_t && tr->host_tgt && tr->host_tgt_t && tr->decay && tr->nodecay, TG_ENOMEM,
+	int np = tg_model_num_params(m);
+	tr->clip_order = calloc((size_t)np, sizeof *tr->clip_order);
+	TG_CHECK(tr->host_in && tr->host_in_t && tr->host_tgt && tr->host_tgt_t && tr->clip_order, TG_ENOMEM,
 	         "out of memory");
-	for (int i = 0; i < tg_model_num_params(m); i++) {
-		tg_tensor *p = tg_model_param(m, i);
-		if (tg_tensor_rank(p) >= 2)
-			tr->decay[tr->ndecay++] = p;
-		else
-			tr->nodecay[tr->nnodecay++] = p;
-	}
+	/* in the reverse of the table's order, which is about the order in which the backward
+	 * finishes the gradients: the norm's sums (one chain, in this order) then run as the
+	 * gradients come, not all after the last one */
+	for (int i = 0; i < np; i++)
+		tr->clip_order[i] = tg_model_param(m, np - 1 - i);
 	for (int k = 0; k < 2; k++) {
 		TG_TRY(batch_tensors(tr, &tr->in[k], &tr->tgt[k], "batch"));
 		TG_TRY(tg_tensor_new(&tr->loss[k], "loss", TG_F32, TG_SHAPE(1)));
@@ -273,18 +269,8 @@ static int submit_step(tg_trainer *tr, int step)
 	TG_TRY(upload_batch(tr, k, (uint64_t)step));
 	TG_TRY(submit_forward_backward(tr, k));
 	int np = tg_model_num_params(tr->model);
-	if (c->clip > 0) {
-		tg_tensor **all = malloc((size_t)np * sizeof *all);
-		TG_CHECK(all, TG_ENOMEM, "out of memory");
-		/* in the reverse of the table's order, which is about the order in which the backward
-		 * finishes the gradients: the norm's sums (one chain, in this order) then run as the
-		 * gradients come, not all after the last one */
-		for (int i = 0; i < np; i++)
-			all[i] = tg_model_param(tr->model, np - 1 - i);
-		int rc = tg_clip_grad_norm(np, all, c->clip, tr->norm[k]);
-		free(all);
-		TG_TRY(rc);
-	}
+	if (c->clip > 0)
+		TG_TRY(tg_clip_grad_norm(np, tr->clip_order, c->clip, tr->norm[k]));
 	tg_adamw_params ap = {lr_at(c, step), c->beta1, c->beta2, c->eps, 0, (int64_t)step + 1};
 	for (int i = 0; i < np; i++) {
 		tg_tensor *p = tg_model_param(tr->model, i);

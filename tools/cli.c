@@ -204,7 +204,7 @@ static int apply(cli_opts *o, int id, const char *a)
 	case O_NCPU: return parse_int("--ncpu", a, 0, 4096, &o->rt.ncpu);
 	case O_NCUDA: return parse_int("--ncuda", a, 0, 64, &o->rt.ncuda);
 	case O_FAST: o->rt.deterministic = 0; return 0;
-	case O_SEED: o->seed_set = 1; return parse_u64("--seed", a, &o->rt.seed);
+	case O_SEED: return parse_u64("--seed", a, &o->rt.seed);
 	case O_TILE_ROWS: {
 		int v;
 		int rc = parse_int("--tile-rows", a, 0, INT_MAX, &v);

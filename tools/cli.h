@@ -47,15 +47,13 @@ typedef struct cli_opts {
 	const char *model;
 	int layers, dmodel, heads, ctx, untied;
 	tg_train_config train;
-	int train_set;           /* a --batch/--steps/... flag was given (bit per flag) */
 	const char *data;
 	const char *checkpoint, *resume, *init, *log, *dump_grads, *graph;
 	int checkpoint_every;
 	const char *prompt;
 	int tokens, top_k;
 	float temperature;
-	int seed_set;            /* --seed was given */
-	int given[64];           /* option ids given (for conflicts) */
+	int given[64];           /* option ids given (cli_given) */
 } cli_opts;
 
 /* Parse argv (argv[0] is the command) with the given groups; 0, or an exit code (0 after

@@ -160,7 +160,7 @@ static int run_config(cli_opts *o, tg_model_config *mc)
 	if (cli_given(o, "untied") && !mc->untied)
 		return fail_usage("--untied: the checkpoint '%s' has its head tied to the embedding", o->resume);
 	/* the seed chose the weights and chooses the batches: the run goes on with its own */
-	if (o->seed_set && o->rt.seed != mc->seed)
+	if (cli_given(o, "seed") && o->rt.seed != mc->seed)
 		return fail_usage("--seed %llu: the checkpoint '%s' was trained with seed %llu (its batches follow it)",
 		                  (unsigned long long)o->rt.seed, o->resume, (unsigned long long)mc->seed);
 	o->rt.seed = mc->seed;
