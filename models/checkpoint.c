@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,22 +16,21 @@
 
 #define FORMAT "taskgrad-checkpoint-1"
 
-typedef struct meta_int {
+/* The whole numbers of a model configuration, as __metadata__ keys. */
+static const struct {
 	const char *key;
-	long long value;
-} meta_int;
+	size_t off;
+} config_keys[] = {
+	{"model.vocab", offsetof(tg_model_config, vocab)},   {"model.layers", offsetof(tg_model_config, layers)},
+	{"model.dmodel", offsetof(tg_model_config, dmodel)}, {"model.heads", offsetof(tg_model_config, heads)},
+	{"model.ctx", offsetof(tg_model_config, ctx)},       {"model.inputs", offsetof(tg_model_config, inputs)},
+	{"model.untied", offsetof(tg_model_config, untied)},
+};
+#define NCONFIG_KEYS (int)(sizeof config_keys / sizeof config_keys[0])
 
-static int config_meta(const tg_model_config *c, meta_int *out)
+static int *config_field(tg_model_config *c, int i)
 {
-	int n = 0;
-	out[n++] = (meta_int){"model.vocab", c->vocab};
-	out[n++] = (meta_int){"model.layers", c->layers};
-	out[n++] = (meta_int){"model.dmodel", c->dmodel};
-	out[n++] = (meta_int){"model.heads", c->heads};
-	out[n++] = (meta_int){"model.ctx", c->ctx};
-	out[n++] = (meta_int){"model.inputs", c->inputs};
-	out[n++] = (meta_int){"model.untied", c->untied};
-	return n;
+	return (int *)((char *)c + config_keys[i].off);
 }
 
 static int set_int(tg_st_writer *w, const char *key, long long v)
@@ -59,10 +59,9 @@ static int add_config(tg_st_writer *w, const tg_model *m)
 	const tg_model_config *c = tg_model_get_config(m);
 	TG_TRY(tg_st_writer_set_metadata(w, "format", FORMAT));
 	TG_TRY(tg_st_writer_set_metadata(w, "model.arch", c->arch));
-	meta_int mi[16];
-	int n = config_meta(c, mi);
-	for (int i = 0; i < n; i++)
-		TG_TRY(set_int(w, mi[i].key, mi[i].value));
+	tg_model_config copy = *c;
+	for (int i = 0; i < NCONFIG_KEYS; i++)
+		TG_TRY(set_int(w, config_keys[i].key, *config_field(&copy, i)));
 	char seed[32];
 	snprintf(seed, sizeof seed, "%" PRIu64, c->seed);
 	return tg_st_writer_set_metadata(w, "model.seed", seed);
@@ -137,13 +136,12 @@ static int check_config_meta(const tg_st_file *f, const char *path, const tg_mod
 	         fmt ? "'" : "", FORMAT);
 	TG_CHECK(arch && strcmp(arch, c->arch) == 0, TG_EINVAL, "checkpoint '%s' holds a '%.40s' model, not '%s'", path,
 	         arch ? arch : "?", c->arch);
-	meta_int mi[16];
-	int n = config_meta(c, mi);
-	for (int i = 0; i < n; i++) {
+	tg_model_config copy = *c;
+	for (int i = 0; i < NCONFIG_KEYS; i++) {
 		long long v;
-		TG_TRY(meta_ll(f, path, mi[i].key, 0, INT32_MAX, &v));
-		TG_CHECK(v == mi[i].value, TG_EINVAL, "checkpoint '%s' has %s = %lld, this model %lld", path, mi[i].key, v,
-		         mi[i].value);
+		TG_TRY(meta_ll(f, path, config_keys[i].key, 0, INT32_MAX, &v));
+		TG_CHECK(v == *config_field(&copy, i), TG_EINVAL, "checkpoint '%s' has %s = %lld, this model %d", path,
+		         config_keys[i].key, v, *config_field(&copy, i));
 	}
 	return 0;
 }
@@ -281,17 +279,11 @@ int tg_model_config_read(tg_model_config *c, const char *path)
 		                  "__metadata__): give the model's flags and use it to initialise weights", path);
 	if (rc == 0)
 		rc = tg_model_config_default(c, arch);
-	meta_int mi[16];
-	int n = rc == 0 ? config_meta(c, mi) : 0;
-	for (int i = 0; i < n && rc == 0; i++) {
+	for (int i = 0; i < NCONFIG_KEYS && rc == 0; i++) {
 		long long v;
-		rc = meta_ll(f, path, mi[i].key, 0, INT32_MAX, &v);
-		int *field = !strcmp(mi[i].key, "model.vocab") ? &c->vocab : !strcmp(mi[i].key, "model.layers") ? &c->layers
-		             : !strcmp(mi[i].key, "model.dmodel") ? &c->dmodel : !strcmp(mi[i].key, "model.heads") ? &c->heads
-		             : !strcmp(mi[i].key, "model.ctx") ? &c->ctx : !strcmp(mi[i].key, "model.inputs") ? &c->inputs
-		             : &c->untied;
+		rc = meta_ll(f, path, config_keys[i].key, 0, INT32_MAX, &v);
 		if (rc == 0)
-			*field = (int)v;
+			*config_field(c, i) = (int)v;
 	}
 	const char *seed = tg_st_metadata(f, "model.seed");
 	if (rc == 0 && seed) {
