@@ -13,7 +13,7 @@ static const char *policies[] = {"eager", "lws", "dmda"};
 #define STEPS 600
 
 typedef struct result {
-	float losses[STEPS];
+	float losses[STEPS], lr[STEPS];
 	int n;
 	float val_loss, accuracy;
 } result;
@@ -23,6 +23,7 @@ static int record(tg_trainer *tr, const tg_step_info *info, void *user)
 	(void)tr;
 	result *r = user;
 	assert_int_equal(info->step, r->n);
+	r->lr[r->n] = info->lr;
 	r->losses[r->n++] = info->loss;
 	if (!isnan(info->val_loss))
 		r->val_loss = info->val_loss;
@@ -97,6 +98,15 @@ static void learns_and_is_bit_identical_across_policies(void **unused)
 		assert_true(r[p].accuracy >= 0.95f);
 		assert_true(r[p].losses[STEPS - 1] < r[p].losses[0] / 4);
 	}
+	/* the schedule: a linear warm-up of 10 steps to lr 0.02, then cosine down to lr / 10 at the end */
+	for (int i = 0; i < 10; i++)
+		if (fabsf(r[0].lr[i] - 0.02f * (float)(i + 1) / 10.0f) > 1e-7f)
+			fail_msg("warm-up step %d: lr %g, expected %g", i, (double)r[0].lr[i], 0.02 * (i + 1) / 10.0);
+	assert_true(fabsf(r[0].lr[10] - 0.02f) < 1e-7f);
+	assert_true(fabsf(r[0].lr[STEPS - 1] - 0.002f) < 1e-7f);
+	assert_true(fabsf(r[0].lr[10 + (STEPS - 11) / 2] - 0.011f) < 1e-4f); /* halfway: the mean of the two */
+	for (int i = 11; i < STEPS; i++)
+		assert_true(r[0].lr[i] <= r[0].lr[i - 1]);
 	for (int p = 1; p < NPOL; p++)
 		for (int i = 0; i < STEPS; i++)
 			if (memcmp(&r[p].losses[i], &r[0].losses[i], sizeof(float)) != 0)
