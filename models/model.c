@@ -82,6 +82,8 @@ int tg_model_alloc(tg_model **out, const char *name, const tg_model_config *c, i
 	m->cfg = *c;
 	m->cfg.arch = name;
 	m->spec = spec;
+	m->tp = 1;
+	m->stages = 1;
 	*out = m;
 	return 0;
 }
@@ -104,6 +106,68 @@ static int64_t spec_numel(const tg_param_spec *s)
 	return s->rank > 1 ? s->shape[0] * s->shape[1] : s->shape[0];
 }
 
+/* Where each parameter sits in a family's buffer: packed in table order. */
+static void family_blocks(const tg_model *m, tg_block *b)
+{
+	int64_t off = 0;
+	for (int i = 0; i < m->nparams; i++) {
+		const tg_param_spec *s = &m->spec[i];
+		b[i] = (tg_block){0, off, s->rank, {s->shape[0], s->shape[1]}};
+		off += spec_numel(s);
+	}
+}
+
+int tg_model_grad_buffer(tg_model *m, const char *name, tg_tensor **flat, tg_tensor **parts)
+{
+	tg_block *b = calloc((size_t)m->nparams, sizeof *b);
+	TG_CHECK(b, TG_ENOMEM, "out of memory");
+	family_blocks(m, b);
+	int rc = tg_tensor_new(flat, name, TG_F32, TG_SHAPE(m->nweights));
+	if (rc == 0)
+		rc = tg_tensor_partition_blocks(*flat, m->nparams, b, parts);
+	for (int i = 0; i < m->nparams && rc == 0; i++) {
+		char n[TG_PARAM_NAME + 32];
+		snprintf(n, sizeof n, "%s.%s", name, m->spec[i].name);
+		rc = tg_tensor_set_name(parts[i], n);
+		if (rc == 0)
+			rc = tg_tensor_set_layer(parts[i], m->spec[i].layer[0] ? m->spec[i].layer : NULL);
+	}
+	free(b);
+	return rc;
+}
+
+int tg_model_set_parallel(tg_model *m, int tp, int stages)
+{
+	const tg_model_config *c = &m->cfg;
+	TG_CHECK(tp >= 1 && tp <= TG_MAX_TILES, TG_EINVAL, "tensor-parallel groups must be in [1, %d], got %d",
+	         TG_MAX_TILES, tp);
+	TG_CHECK(stages >= 1 && stages <= TG_MAX_STAGES, TG_EINVAL, "pipeline stages must be in [1, %d], got %d",
+	         TG_MAX_STAGES, stages);
+	int is_gpt = strcmp(m->name, "gpt") == 0, is_lstm = strcmp(m->name, "lstm") == 0;
+	TG_CHECK(tp == 1 || is_gpt || is_lstm, TG_EINVAL, "the %s model has no tensor-parallel split (gpt and lstm have)",
+	         m->name);
+	TG_CHECK(stages == 1 || is_gpt || is_lstm, TG_EINVAL, "the %s model has no pipeline stages (gpt and lstm have)",
+	         m->name);
+	if (is_gpt)
+		TG_CHECK(c->heads % tp == 0, TG_EINVAL,
+		         "tensor-parallel %d must divide the gpt's %d heads (each group takes whole heads)", tp, c->heads);
+	if (is_lstm)
+		TG_CHECK(c->dmodel % tp == 0, TG_EINVAL,
+		         "tensor-parallel %d must divide the lstm's %d hidden units (each group takes as many)", tp, c->dmodel);
+	TG_CHECK(stages <= c->layers, TG_EINVAL, "%d pipeline stages for %d layers: a stage needs at least one layer",
+	         stages, c->layers);
+	TG_CHECK(m->nacts == 0 || tp == m->tp, TG_ESTATE,
+	         "the tensor-parallel split of a model is set before its first forward");
+	m->tp = tp;
+	m->stages = stages;
+	return 0;
+}
+
+int tg_model_param_stage(const tg_model *m, int i)
+{
+	return tg_model_block_stage(m, m->spec[i].block);
+}
+
 static const char *family_name[TG_NFAMILIES] = {"params", "grads", "adam.m", "adam.v"};
 static const char *family_prefix[TG_NFAMILIES] = {"", "grad.", "opt.m.", "opt.v."};
 
@@ -123,15 +187,12 @@ int tg_model_build(tg_model *m)
 	tg_block *b = calloc((size_t)m->nparams, sizeof *b);
 	float *host = malloc((size_t)total * sizeof *host);
 	int rc = b && host ? 0 : tg_set_error(TG_ENOMEM, "out of memory (%lld weights)", (long long)total);
+	if (rc == 0)
+		family_blocks(m, b);
 	int64_t off = 0;
 	for (int i = 0; i < m->nparams && rc == 0; i++) {
 		const tg_param_spec *s = &m->spec[i];
 		int64_t n = spec_numel(s);
-		b[i].row0 = 0;
-		b[i].col0 = off;
-		b[i].rank = s->rank;
-		b[i].shape[0] = s->shape[0];
-		b[i].shape[1] = s->shape[1];
 		tg_fill f = {TG_FILL_ZEROS, 0, 0, m->cfg.seed, (uint64_t)i};
 		switch (s->init) {
 		case TG_INIT_ZEROS: break;
@@ -230,12 +291,20 @@ const char *tg_model_name(const tg_model *m)
 
 int tg_model_acts(tg_model *m, int64_t rows, void **set)
 {
+	int mb = m->act_slot;
 	for (int i = 0; i < m->nacts; i++)
-		if (m->acts[i].rows == rows) {
+		if (m->acts[i].rows == rows && m->acts[i].microbatch == mb) {
 			*set = m->acts[i].set;
 			return 0;
 		}
-	TG_CHECK(m->nacts < TG_ACT_SETS, TG_ENOTSUP, "%s: more than %d different batch sizes", m->name, TG_ACT_SETS);
+	TG_CHECK(m->nacts < 256, TG_ENOTSUP, "%s: more than 256 activation sets (batch sizes x micro-batches)", m->name);
+	if (m->nacts == m->capacts) {
+		int cap = m->capacts ? 2 * m->capacts : 4;
+		struct tg_act_set *a = realloc(m->acts, (size_t)cap * sizeof *a);
+		TG_CHECK(a, TG_ENOMEM, "out of memory");
+		m->acts = a;
+		m->capacts = cap;
+	}
 	void *s = calloc(1, m->act_size);
 	TG_CHECK(s, TG_ENOMEM, "out of memory");
 	int rc = m->make_acts(m, s, rows);
@@ -245,6 +314,7 @@ int tg_model_acts(tg_model *m, int64_t rows, void **set)
 		return rc;
 	}
 	m->acts[m->nacts].rows = rows;
+	m->acts[m->nacts].microbatch = mb;
 	m->acts[m->nacts++].set = s;
 	*set = s;
 	return 0;
@@ -258,6 +328,10 @@ void tg_model_free(tg_model *m)
 		m->free_acts(m, m->acts[i].set);
 		free(m->acts[i].set);
 	}
+	free(m->acts);
+	for (int i = 0; m->pparts && i < m->nparams; i++)
+		free(m->pparts[i]); /* the tensors go with their parameter */
+	free(m->pparts);
 	/* the gradients are parts of the gradient family: detach them before it goes */
 	for (int k = 0; k < TG_NFAMILIES; k++)
 		tg_tensor_free(m->flat[k]);
@@ -271,4 +345,57 @@ int tg_act_new(tg_tensor **out, const char *layer, const char *name, int rank, c
 {
 	TG_TRY(tg_tensor_new(out, name, TG_F32, rank, shape));
 	return tg_tensor_set_layer(*out, layer);
+}
+
+int tg_model_block_stage(const tg_model *m, int block)
+{
+	int L = m->cfg.layers;
+	block = block < 0 ? 0 : block >= L ? L - 1 : block;
+	return m->stages > 1 ? (int)((int64_t)block * m->stages / L) : 0;
+}
+
+int tg_model_enter_block(const tg_model *m, int block)
+{
+	return m->stages > 1 ? tg_tag_stage(tg_model_block_stage(m, block)) : 0;
+}
+
+int tg_add_tree(tg_tensor *out, int n, tg_tensor *const *xs, tg_tensor *const *tmp)
+{
+	tg_tensor *cur[64];
+	TG_CHECK(n >= 2 && n <= 64, TG_EINVAL, "tg_add_tree: %d terms (2 to 64)", n);
+	for (int i = 0; i < n; i++)
+		cur[i] = xs[i];
+	int used = 0;
+	while (n > 2) {
+		int k = 0;
+		for (int i = 0; i + 1 < n; i += 2) {
+			tg_tensor *dst = tmp[used++];
+			TG_TRY(tg_add(dst, cur[i], cur[i + 1]));
+			cur[k++] = dst;
+		}
+		if (n % 2)
+			cur[k++] = cur[n - 1];
+		n = k;
+	}
+	return tg_add(out, cur[0], cur[1]);
+}
+
+int tg_model_param_blocks(tg_model *m, int i, int n, const tg_block *b, tg_tensor ***parts)
+{
+	if (!m->pparts) {
+		m->pparts = calloc((size_t)m->nparams, sizeof *m->pparts);
+		TG_CHECK(m->pparts, TG_ENOMEM, "out of memory");
+	}
+	if (!m->pparts[i]) {
+		tg_tensor **c = calloc((size_t)n, sizeof *c);
+		TG_CHECK(c, TG_ENOMEM, "out of memory");
+		int rc = tg_tensor_partition_blocks(m->part[TG_FAMILY_PARAM][i], n, b, c);
+		if (rc < 0) {
+			free(c);
+			return rc;
+		}
+		m->pparts[i] = c;
+	}
+	*parts = m->pparts[i];
+	return 0;
 }

@@ -17,7 +17,6 @@
 #include "tg_check.h"
 
 #define TG_PARAM_NAME 96
-#define TG_ACT_SETS 4 /* batch sizes a model keeps activations for */
 
 typedef enum tg_param_init {
 	TG_INIT_ZEROS = 0,
@@ -29,6 +28,7 @@ typedef enum tg_param_init {
 typedef struct tg_param_spec {
 	char name[TG_PARAM_NAME];   /* "transformer.h.0.attn.c_attn.weight" */
 	char layer[48];             /* the layer tag of the parameter and its ops ("h.0") */
+	int block;                  /* the layer (block) it belongs to, 0 to layers - 1: its pipeline stage */
 	int rank;
 	int64_t shape[2];
 	tg_param_init init;
@@ -47,17 +47,43 @@ struct tg_model {
 	tg_tensor **part[TG_NFAMILIES];         /* nparams packed parts of each */
 	int64_t nweights;
 	int (*forward)(tg_model *m, tg_tensor *logits, tg_tensor *x);
-	/* Activations, one set per batch size (rows): a model says how to make and free a set of
-	 * act_size bytes; tg_model_acts finds or makes the set of a size, tg_model_free frees them. */
+	/* Activations, one set per batch size (rows) and micro-batch: a model says how to make and
+	 * free a set of act_size bytes; tg_model_acts finds or makes the set, tg_model_free frees
+	 * them. */
 	size_t act_size;
 	int (*make_acts)(const tg_model *m, void *set, int64_t rows);
 	void (*free_acts)(const tg_model *m, void *set);
-	struct {
+	struct tg_act_set {
 		int64_t rows;
+		int microbatch;
 		void *set;
-	} acts[TG_ACT_SETS];
-	int nacts;
+	} *acts;
+	int nacts, capacts;
+	/* Parallel strategies (set by the trainer before the first forward): tensor-parallel
+	 * groups (1: none) and pipeline stages (1: none). */
+	int tp;
+	int stages;
+	int act_slot;               /* the activation set forwards use (one per micro-batch in flight) */
+	tg_tensor ***pparts;        /* per parameter: its blocks for the tensor-parallel split, or NULL */
 };
+
+/* Use tp tensor-parallel groups and cut the layers into stages (checked against the model). */
+int tg_model_set_parallel(tg_model *m, int tp, int stages);
+/* The pipeline stage of parameter i. */
+int tg_model_param_stage(const tg_model *m, int i);
+/* Another gradient buffer, packed as the gradient family (its parts in parts, nparams). */
+int tg_model_grad_buffer(tg_model *m, const char *name, tg_tensor **flat, tg_tensor **parts);
+/* The blocks of parameter i (made at the first call, the same ones after). */
+int tg_model_param_blocks(tg_model *m, int i, int n, const tg_block *b, tg_tensor ***parts);
+
+/* Tag the tasks submitted from now on with the pipeline stage of block (0 to layers - 1)
+ * when the model is cut into stages. */
+int tg_model_enter_block(const tg_model *m, int block);
+/* The stage of block (0 when the model is not cut). */
+int tg_model_block_stage(const tg_model *m, int block);
+/* out = xs[0] + ... + xs[n-1] (n >= 1, same shapes) as a fixed binary tree of differentiable
+ * adds; tmp holds n - 2 tensors of that shape for the inner sums (NULL when n <= 2). */
+int tg_add_tree(tg_tensor *out, int n, tg_tensor *const *xs, tg_tensor *const *tmp);
 
 /* Add a parameter to a table being built (*n entries, capacity cap). */
 void tg_param_add(tg_param_spec *spec, int *n, const char *layer, const char *name, int rank, int64_t d0, int64_t d1,
@@ -79,7 +105,8 @@ int tg_checkpoint_read(tg_model *m, const char *path, int resume, long long *ste
 int tg_grads_write(const tg_model *m, const void *inputs, const char *input_dtype, const int32_t *targets, int64_t B,
                    int64_t T, int64_t W, float loss, const char *path);
 
-/* The activation set of m for rows (a batch size), made at its first use. */
+/* The activation set of m for rows (a batch size) and m->act_slot (one set per micro-batch
+ * in flight, so that they do not share activations), made at its first use. */
 int tg_model_acts(tg_model *m, int64_t rows, void **set);
 
 /* An activation tensor of layer `layer` (set at creation). */

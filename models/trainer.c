@@ -15,6 +15,16 @@
 #include <time.h>
 
 #define MAX_EVAL_BATCHES 64
+#define MAX_MB 64
+
+/* A batch on the device: the whole, and its micro-batches (row parts; the whole when M = 1),
+ * each with its loss and the gradient its backward starts from (1/M: the step's loss is the
+ * mean over the batch). */
+typedef struct batch_set {
+	tg_tensor *in, *tgt;
+	tg_tensor *in_mb[MAX_MB], *tgt_mb[MAX_MB];
+	tg_tensor *loss[MAX_MB], *dout[MAX_MB];
+} batch_set;
 
 struct tg_trainer {
 	tg_model *model;
@@ -22,12 +32,17 @@ struct tg_trainer {
 	tg_train_config cfg;
 	int step;                 /* steps done (updates applied) */
 	int64_t B, T;             /* samples per batch, targets per sample */
-	tg_tensor *in[2], *tgt[2];        /* batch ring */
-	tg_tensor *logits, *loss[2], *norm[2];
-	tg_tensor *val_in[MAX_EVAL_BATCHES], *val_tgt[MAX_EVAL_BATCHES], *val_loss[MAX_EVAL_BATCHES];
+	int M;                    /* micro-batches */
+	batch_set train[2];       /* batch ring */
+	batch_set val[MAX_EVAL_BATCHES];
+	tg_tensor *logits, *logits_mb[MAX_MB], *norm[2];
+	/* M > 1: one gradient buffer per micro-batch, summed into the model's gradients */
+	tg_tensor *gflat[MAX_MB], **gpart[MAX_MB];
+	unsigned char *gvalid;            /* M x nparams: micro-batch m reached parameter i */
 	void *host_in, *host_in_t;        /* a batch as the dataset gives it, and in the model's layout */
 	int32_t *host_tgt, *host_tgt_t;
 	tg_tensor **clip_order;           /* the parameters, last first: the clipping order (setup) */
+	int nstages_set;                  /* pipeline stages given workers (reset at the end) */
 };
 
 void tg_train_config_default(tg_train_config *c)
@@ -45,6 +60,11 @@ void tg_train_config_default(tg_train_config *c)
 	c->eval_every = 100;
 	c->eval_batches = 4;
 	c->sync_every = 0;
+	c->micro_batches = 1;
+	c->reduce = TG_REDUCE_DETERMINISTIC;
+	c->pipeline = 1;
+	c->schedule = TG_SCHEDULE_GPIPE;
+	c->tensor_parallel = 1;
 }
 
 static double now_seconds(void)
@@ -70,6 +90,17 @@ static int check_config(const tg_train_config *c)
 	TG_CHECK(c->eval_batches >= 1 && c->eval_batches <= MAX_EVAL_BATCHES, TG_EINVAL,
 	         "eval_batches must be in [1, %d], got %d", MAX_EVAL_BATCHES, c->eval_batches);
 	TG_CHECK(c->sync_every >= 0, TG_EINVAL, "sync_every must be >= 0, got %d", c->sync_every);
+	TG_CHECK(c->micro_batches >= 1 && c->micro_batches <= MAX_MB, TG_EINVAL, "micro-batches must be in [1, %d], got %d",
+	         MAX_MB, c->micro_batches);
+	TG_CHECK(c->batch % c->micro_batches == 0, TG_EINVAL,
+	         "%d micro-batches do not divide the batch of %d samples", c->micro_batches, c->batch);
+	TG_CHECK(c->reduce == TG_REDUCE_DETERMINISTIC || c->reduce == TG_REDUCE_REDUX, TG_EINVAL,
+	         "unknown gradient reduction %d (TG_REDUCE_DETERMINISTIC or TG_REDUCE_REDUX)", c->reduce);
+	TG_CHECK(c->schedule == TG_SCHEDULE_GPIPE || c->schedule == TG_SCHEDULE_1F1B, TG_EINVAL,
+	         "unknown pipeline schedule %d (TG_SCHEDULE_GPIPE or TG_SCHEDULE_1F1B)", c->schedule);
+	TG_CHECK(c->pipeline >= 1 && c->pipeline <= TG_MAX_STAGES, TG_EINVAL, "pipeline stages must be in [1, %d], got %d",
+	         TG_MAX_STAGES, c->pipeline);
+	TG_CHECK(c->tensor_parallel >= 1, TG_EINVAL, "tensor-parallel groups must be >= 1, got %d", c->tensor_parallel);
 	return 0;
 }
 
@@ -77,17 +108,32 @@ void tg_trainer_free(tg_trainer *tr)
 {
 	if (!tr)
 		return;
-	for (int k = 0; k < 2; k++) {
-		tg_tensor_free(tr->in[k]);
-		tg_tensor_free(tr->tgt[k]);
-		tg_tensor_free(tr->loss[k]);
+	for (int s = 0; s < tr->nstages_set; s++)
+		tg_stage_set_workers(s, 0, NULL);
+	if (tr->M > 1 && tr->model) {
+		/* the parameters' gradients go back to the model's own buffer before ours go */
+		for (int i = 0; i < tg_model_num_params(tr->model); i++) {
+			tg_tensor *p = tg_model_param(tr->model, i);
+			if (tg_tensor_set_grad(p, tr->model->part[TG_FAMILY_GRAD][i]) == 0)
+				tg_zero_grad(p);
+		}
+	}
+	for (int k = 0; k < 2 + MAX_EVAL_BATCHES; k++) {
+		batch_set *b = k < 2 ? &tr->train[k] : &tr->val[k - 2];
+		tg_tensor_free(b->in);
+		tg_tensor_free(b->tgt);
+		for (int j = 0; j < MAX_MB; j++) {
+			tg_tensor_free(b->loss[j]);
+			tg_tensor_free(b->dout[j]);
+		}
+	}
+	for (int k = 0; k < 2; k++)
 		tg_tensor_free(tr->norm[k]);
+	for (int j = 0; j < MAX_MB; j++) {
+		tg_tensor_free(tr->gflat[j]);
+		free(tr->gpart[j]);
 	}
-	for (int k = 0; k < MAX_EVAL_BATCHES; k++) {
-		tg_tensor_free(tr->val_in[k]);
-		tg_tensor_free(tr->val_tgt[k]);
-		tg_tensor_free(tr->val_loss[k]);
-	}
+	free(tr->gvalid);
 	tg_tensor_free(tr->logits);
 	free(tr->host_in);
 	free(tr->host_in_t);
@@ -97,17 +143,19 @@ void tg_trainer_free(tg_trainer *tr)
 	free(tr);
 }
 
-/* The batch as the model takes it: (B, W) as given, or (W, B) for a time-major model. */
+/* The batch as the model takes it: (B, W) as given, or for a time-major model each
+ * micro-batch of Bm = B / M samples as (W, Bm), one after the other. */
 static void to_layout(const tg_trainer *tr, const void *src, void *dst, int64_t W, size_t esize)
 {
 	if (!tg_model_time_major(tr->model)) {
 		memcpy(dst, src, (size_t)(tr->B * W) * esize);
 		return;
 	}
+	const int64_t Bm = tr->B / tr->M;
 	for (int64_t b = 0; b < tr->B; b++)
 		for (int64_t t = 0; t < W; t++)
-			memcpy((char *)dst + (size_t)(t * tr->B + b) * esize, (const char *)src + (size_t)(b * W + t) * esize,
-			       esize);
+			memcpy((char *)dst + (size_t)(((b / Bm) * W + t) * Bm + b % Bm) * esize,
+			       (const char *)src + (size_t)(b * W + t) * esize, esize);
 }
 
 /* Batch `index` of split into host buffers (sample-major) and the model's layout. */
@@ -124,22 +172,82 @@ static int fetch_batch(tg_trainer *tr, int split, uint64_t index)
 	return 0;
 }
 
-static int batch_tensors(tg_trainer *tr, tg_tensor **in, tg_tensor **tgt, const char *name)
+static int batch_tensors(tg_trainer *tr, batch_set *bs, const char *name)
 {
 	const tg_dataset *d = tr->data;
-	int64_t W = d->input_width, B = tr->B;
+	const int M = tr->M;
+	int64_t W = d->input_width, B = tr->B, Bm = B / M;
 	int tm = tg_model_time_major(tr->model);
 	char n1[64], n2[64];
 	snprintf(n1, sizeof n1, "%s.inputs", name);
 	snprintf(n2, sizeof n2, "%s.targets", name);
 	if (W == 1 || d->input_dtype == TG_F32)
-		TG_TRY(tg_tensor_new(in, n1, d->input_dtype, TG_SHAPE(B, W)));
+		TG_TRY(tg_tensor_new(&bs->in, n1, d->input_dtype, TG_SHAPE(B, W)));
 	else
-		TG_TRY(tm ? tg_tensor_new(in, n1, d->input_dtype, TG_SHAPE(W, B))
-		          : tg_tensor_new(in, n1, d->input_dtype, TG_SHAPE(B, W)));
-	TG_TRY(tg_tensor_new(tgt, n2, TG_I32, TG_SHAPE(B * tr->T)));
-	TG_TRY(tg_tensor_set_layer(*in, "data"));
-	return tg_tensor_set_layer(*tgt, "data");
+		TG_TRY(tm ? tg_tensor_new(&bs->in, n1, d->input_dtype, TG_SHAPE(M * W, Bm))
+		          : tg_tensor_new(&bs->in, n1, d->input_dtype, TG_SHAPE(B, W)));
+	TG_TRY(tg_tensor_new(&bs->tgt, n2, TG_I32, TG_SHAPE(B * tr->T)));
+	TG_TRY(tg_tensor_set_layer(bs->in, "data"));
+	TG_TRY(tg_tensor_set_layer(bs->tgt, "data"));
+	if (M == 1) {
+		bs->in_mb[0] = bs->in;
+		bs->tgt_mb[0] = bs->tgt;
+	} else {
+		tg_block b[MAX_MB];
+		for (int j = 0; j < M; j++)
+			b[j] = (tg_block){0, j * Bm * tr->T, 1, {Bm * tr->T, 1}};
+		TG_TRY(tg_tensor_partition(bs->in, TG_SPLIT_ROWS, M, bs->in_mb));
+		TG_TRY(tg_tensor_partition_blocks(bs->tgt, M, b, bs->tgt_mb));
+	}
+	for (int j = 0; j < M; j++) {
+		TG_TRY(tg_tensor_new(&bs->loss[j], "loss", TG_F32, TG_SHAPE(1)));
+		TG_TRY(tg_tensor_set_layer(bs->loss[j], "loss"));
+		if (M > 1)
+			TG_TRY(tg_tensor_new_filled(&bs->dout[j], "dloss", TG_F32, TG_SHAPE(1),
+			                            &(tg_fill){TG_FILL_CONSTANT, 1.0f / (float)M, 0, 0, 0}));
+	}
+	return 0;
+}
+
+/* The strategies: the model's split and stages, the stages' workers, the micro-batches'
+ * gradient buffers. */
+static int setup_parallel(tg_trainer *tr)
+{
+	const tg_train_config *c = &tr->cfg;
+	tg_model *m = tr->model;
+	TG_TRY(tg_model_set_parallel(m, c->tensor_parallel, c->pipeline));
+	if (c->pipeline > 1) {
+		tg_runtime_info info;
+		TG_TRY(tg_runtime_get_info(&info));
+		int W = info.ncpu + info.ncuda;
+		TG_CHECK(c->pipeline <= W, TG_EINVAL, "%d pipeline stages for %d workers: a stage needs at least one worker",
+		         c->pipeline, W);
+		/* stage s runs on workers [s W / K, (s + 1) W / K) */
+		int *ids = calloc((size_t)W, sizeof *ids), rc = 0;
+		TG_CHECK(ids, TG_ENOMEM, "out of memory");
+		for (int s = 0; s < c->pipeline && rc == 0; s++) {
+			int lo = s * W / c->pipeline, hi = (s + 1) * W / c->pipeline;
+			for (int w = lo; w < hi; w++)
+				ids[w - lo] = w;
+			tr->nstages_set = s + 1;
+			rc = tg_stage_set_workers(s, hi - lo, ids);
+		}
+		free(ids);
+		TG_TRY(rc);
+	}
+	if (tr->M > 1) {
+		int np = tg_model_num_params(m);
+		tr->gvalid = calloc((size_t)(tr->M * np), 1);
+		TG_CHECK(tr->gvalid, TG_ENOMEM, "out of memory");
+		for (int j = 0; j < tr->M; j++) {
+			char name[32];
+			snprintf(name, sizeof name, "grads.mb%d", j);
+			tr->gpart[j] = calloc((size_t)np, sizeof *tr->gpart[j]);
+			TG_CHECK(tr->gpart[j], TG_ENOMEM, "out of memory");
+			TG_TRY(tg_model_grad_buffer(m, name, &tr->gflat[j], tr->gpart[j]));
+		}
+	}
+	return 0;
 }
 
 static int setup(tg_trainer *tr)
@@ -148,6 +256,7 @@ static int setup(tg_trainer *tr)
 	tg_dataset *d = tr->data;
 	const tg_model_config *mc = tg_model_get_config(m);
 	tr->B = tr->cfg.batch;
+	tr->M = tr->cfg.micro_batches;
 	tr->T = d->target_width;
 	TG_CHECK(d->vocab <= mc->vocab, TG_EINVAL, "dataset '%s' has %d classes or tokens, the model's vocabulary %d",
 	         d->name, d->vocab, mc->vocab);
@@ -169,27 +278,29 @@ static int setup(tg_trainer *tr)
 	 * gradients come, not all after the last one */
 	for (int i = 0; i < np; i++)
 		tr->clip_order[i] = tg_model_param(m, np - 1 - i);
+	TG_TRY(setup_parallel(tr));
 	for (int k = 0; k < 2; k++) {
-		TG_TRY(batch_tensors(tr, &tr->in[k], &tr->tgt[k], "batch"));
-		TG_TRY(tg_tensor_new(&tr->loss[k], "loss", TG_F32, TG_SHAPE(1)));
+		TG_TRY(batch_tensors(tr, &tr->train[k], "batch"));
 		TG_TRY(tg_tensor_new_filled(&tr->norm[k], "grad_norm", TG_F32, TG_SHAPE(2),
 		                            &(tg_fill){TG_FILL_CONSTANT, NAN, 0, 0, 0}));
-		TG_TRY(tg_tensor_set_layer(tr->loss[k], "loss"));
 		TG_TRY(tg_tensor_set_layer(tr->norm[k], "optimizer"));
 	}
 	/* a batch the dataset cannot give is refused now, not at the first step */
 	TG_TRY(fetch_batch(tr, TG_SPLIT_TRAIN, 0));
 	TG_TRY(tg_tensor_new(&tr->logits, "logits", TG_F32, TG_SHAPE(tr->B * tr->T, mc->vocab)));
 	TG_TRY(tg_tensor_set_layer(tr->logits, "loss"));
+	if (tr->M == 1)
+		tr->logits_mb[0] = tr->logits;
+	else
+		TG_TRY(tg_tensor_partition(tr->logits, TG_SPLIT_ROWS, tr->M, tr->logits_mb));
 	/* the validation batches: always the same ones, uploaded once */
 	if (tr->cfg.eval_every > 0)
 		for (int k = 0; k < tr->cfg.eval_batches; k++) {
-			TG_TRY(batch_tensors(tr, &tr->val_in[k], &tr->val_tgt[k], "val"));
-			TG_TRY(tg_tensor_new(&tr->val_loss[k], "val_loss", TG_F32, TG_SHAPE(1)));
-			TG_TRY(tg_tensor_set_layer(tr->val_loss[k], "loss"));
+			batch_set *v = &tr->val[k];
+			TG_TRY(batch_tensors(tr, v, "val"));
 			TG_TRY(fetch_batch(tr, TG_SPLIT_VAL, (uint64_t)k));
-			TG_TRY(tg_tensor_from_host(tr->val_in[k], tr->host_in_t, tg_tensor_nbytes(tr->val_in[k])));
-			TG_TRY(tg_tensor_from_host(tr->val_tgt[k], tr->host_tgt_t, tg_tensor_nbytes(tr->val_tgt[k])));
+			TG_TRY(tg_tensor_from_host(v->in, tr->host_in_t, tg_tensor_nbytes(v->in)));
+			TG_TRY(tg_tensor_from_host(v->tgt, tr->host_tgt_t, tg_tensor_nbytes(v->tgt)));
 		}
 	return 0;
 }
@@ -240,20 +351,111 @@ static float lr_at(const tg_train_config *c, int step)
 	return (float)(min + 0.5 * (c->lr - min) * (1.0 + cos(M_PI * (x > 1 ? 1 : x))));
 }
 
-/* Forward and loss of the batch in slot k (the tensors in, tgt), and its backward. */
-static int submit_forward_backward(tg_trainer *tr, int k)
+/* Micro-batches in flight with their own activations: all of them under GPipe, at most one
+ * per stage under 1F1B (micro-batch j then reuses the set of j - K, after its backward). */
+static int act_slots(const tg_trainer *tr)
 {
-	TG_TRY(tg_graph_reset());
-	TG_TRY(tg_model_forward(tr->model, tr->logits, tr->in[k]));
-	TG_TRY(tg_softmax_xent(tr->loss[k], tr->logits, tr->tgt[k]));
-	return tg_backward(tr->loss[k]);
+	int k = tr->cfg.schedule == TG_SCHEDULE_1F1B ? tr->cfg.pipeline : tr->M;
+	return k < tr->M ? k : tr->M;
 }
 
-static int upload_batch(tg_trainer *tr, int k, uint64_t index)
+/* Forward and loss of micro-batch j of bs. */
+static int submit_forward(tg_trainer *tr, batch_set *bs, int j)
+{
+	TG_TRY(tg_tag_microbatch(tr->M > 1 ? j : -1));
+	tr->model->act_slot = j % act_slots(tr);
+	TG_TRY(tg_model_forward(tr->model, tr->logits_mb[j], bs->in_mb[j]));
+	TG_TRY(tg_softmax_xent(bs->loss[j], tr->logits_mb[j], bs->tgt_mb[j]));
+	return tg_tag_stage(-1);
+}
+
+/* Backward of micro-batch j of bs, into its own gradient buffer when there are several. */
+static int submit_backward(tg_trainer *tr, batch_set *bs, int j)
+{
+	tg_model *m = tr->model;
+	int np = tg_model_num_params(m);
+	TG_TRY(tg_tag_microbatch(tr->M > 1 ? j : -1));
+	if (tr->M > 1)
+		for (int i = 0; i < np; i++) {
+			tg_tensor *p = tg_model_param(m, i);
+			TG_TRY(tg_tensor_set_grad(p, tr->gpart[j][i]));
+			TG_TRY(tg_zero_grad(p));
+		}
+	TG_TRY(tg_backward_from(bs->loss[j], bs->dout[j]));
+	if (tr->M > 1)
+		for (int i = 0; i < np; i++)
+			tr->gvalid[j * np + i] = (unsigned char)tg_tensor_grad_valid(tg_model_param(m, i));
+	return 0;
+}
+
+/* The micro-batches' gradients summed into the model's (last parameter first: the backward
+ * finishes them first), each sum on the stage of its parameter. */
+static int reduce_grads(tg_trainer *tr)
+{
+	tg_model *m = tr->model;
+	int np = tg_model_num_params(m);
+	TG_TRY(tg_tag_microbatch(-1));
+	for (int i = np - 1; i >= 0; i--) {
+		tg_tensor *p = tg_model_param(m, i), *g = m->part[TG_FAMILY_GRAD][i], *xs[MAX_MB];
+		int n = 0;
+		for (int j = 0; j < tr->M; j++)
+			if (tr->gvalid[j * np + i])
+				xs[n++] = tr->gpart[j][i];
+		TG_TRY(tg_tag_stage(m->stages > 1 ? tg_model_param_stage(m, i) : -1));
+		if (n > 0)
+			TG_TRY(tg_sum(g, n, xs, tr->cfg.reduce == TG_REDUCE_REDUX ? TG_SUM_REDUX : TG_SUM_TREE, 0));
+		TG_TRY(tg_tensor_set_grad(p, g)); /* valid: the sum */
+		if (n == 0)
+			TG_TRY(tg_zero_grad(p));
+	}
+	return tg_tag_stage(-1);
+}
+
+/* Forwards and backwards of every micro-batch of bs in the schedule's order, then the sum of
+ * their gradients. */
+static int submit_forward_backward(tg_trainer *tr, batch_set *bs)
+{
+	TG_TRY(tg_graph_reset());
+	const int M = tr->M;
+	if (tr->cfg.schedule == TG_SCHEDULE_1F1B) {
+		/* F0 .. F(w-1), then B0 Fw B1 F(w+1) ...: a backward as soon as the pipe is full */
+		int w = act_slots(tr);
+		for (int j = 0; j < w; j++)
+			TG_TRY(submit_forward(tr, bs, j));
+		for (int j = 0; j < M; j++) {
+			TG_TRY(submit_backward(tr, bs, j));
+			if (j + w < M)
+				TG_TRY(submit_forward(tr, bs, j + w));
+		}
+	} else {
+		for (int j = 0; j < M; j++)
+			TG_TRY(submit_forward(tr, bs, j));
+		for (int j = 0; j < M; j++)
+			TG_TRY(submit_backward(tr, bs, j));
+	}
+	if (M > 1)
+		TG_TRY(reduce_grads(tr));
+	return tg_tag_microbatch(-1);
+}
+
+static int upload_batch(tg_trainer *tr, batch_set *bs, uint64_t index)
 {
 	TG_TRY(fetch_batch(tr, TG_SPLIT_TRAIN, index));
-	TG_TRY(tg_tensor_from_host(tr->in[k], tr->host_in_t, tg_tensor_nbytes(tr->in[k])));
-	return tg_tensor_from_host(tr->tgt[k], tr->host_tgt_t, tg_tensor_nbytes(tr->tgt[k]));
+	TG_TRY(tg_tensor_from_host(bs->in, tr->host_in_t, tg_tensor_nbytes(bs->in)));
+	return tg_tensor_from_host(bs->tgt, tr->host_tgt_t, tg_tensor_nbytes(bs->tgt));
+}
+
+/* The mean loss of a batch: the mean of its micro-batches' (equal sizes). */
+static int read_loss(const tg_trainer *tr, const batch_set *bs, float *out)
+{
+	double sum = 0;
+	for (int j = 0; j < tr->M; j++) {
+		float l;
+		TG_TRY(tg_tensor_to_host(bs->loss[j], &l, sizeof l));
+		sum += l;
+	}
+	*out = tr->M == 1 ? (float)sum : (float)(sum / tr->M);
+	return 0;
 }
 
 static int evaluates(const tg_trainer *tr, int step)
@@ -266,23 +468,25 @@ static int submit_step(tg_trainer *tr, int step)
 {
 	int k = step % 2;
 	const tg_train_config *c = &tr->cfg;
-	TG_TRY(upload_batch(tr, k, (uint64_t)step));
-	TG_TRY(submit_forward_backward(tr, k));
-	int np = tg_model_num_params(tr->model);
+	tg_model *m = tr->model;
+	TG_TRY(upload_batch(tr, &tr->train[k], (uint64_t)step));
+	TG_TRY(submit_forward_backward(tr, &tr->train[k]));
+	int np = tg_model_num_params(m);
 	if (c->clip > 0)
 		TG_TRY(tg_clip_grad_norm(np, tr->clip_order, c->clip, tr->norm[k]));
 	tg_adamw_params ap = {lr_at(c, step), c->beta1, c->beta2, c->eps, 0, (int64_t)step + 1};
 	for (int i = 0; i < np; i++) {
-		tg_tensor *p = tg_model_param(tr->model, i);
+		tg_tensor *p = tg_model_param(m, i);
 		ap.weight_decay = tg_tensor_rank(p) >= 2 ? c->weight_decay : 0.0f;
-		TG_TRY(tg_adamw(p, tg_model_adam_state(tr->model, i, 0), tg_model_adam_state(tr->model, i, 1), &ap));
+		TG_TRY(tg_tag_stage(m->stages > 1 ? tg_model_param_stage(m, i) : -1));
+		TG_TRY(tg_adamw(p, tg_model_adam_state(m, i, 0), tg_model_adam_state(m, i, 1), &ap));
 	}
+	TG_TRY(tg_tag_stage(-1));
 	if (evaluates(tr, step))
-		for (int v = 0; v < c->eval_batches; v++) {
-			TG_TRY(tg_model_forward(tr->model, tr->logits, tr->val_in[v]));
-			TG_TRY(tg_softmax_xent(tr->val_loss[v], tr->logits, tr->val_tgt[v]));
-		}
-	return 0;
+		for (int v = 0; v < c->eval_batches; v++)
+			for (int j = 0; j < tr->M; j++)
+				TG_TRY(submit_forward(tr, &tr->val[v], j));
+	return tg_tag_microbatch(-1);
 }
 
 /* Read what step `step` produced: its loss (a NaN stops the run), norm and validation loss. */
@@ -290,7 +494,7 @@ static int read_step(tg_trainer *tr, int step, tg_step_info *info)
 {
 	int k = step % 2;
 	float l, nrm[2] = {NAN, NAN};
-	TG_TRY(tg_tensor_to_host(tr->loss[k], &l, sizeof l));
+	TG_TRY(read_loss(tr, &tr->train[k], &l));
 	TG_CHECK(isfinite(l), TG_ENUMERIC, "training diverged: the loss is %s at step %d (try a lower --lr)",
 	         isnan(l) ? "NaN" : "infinite", step);
 	if (tr->cfg.clip > 0)
@@ -306,7 +510,7 @@ static int read_step(tg_trainer *tr, int step, tg_step_info *info)
 		double sum = 0;
 		for (int v = 0; v < tr->cfg.eval_batches; v++) {
 			float vl;
-			TG_TRY(tg_tensor_to_host(tr->val_loss[v], &vl, sizeof vl));
+			TG_TRY(read_loss(tr, &tr->val[v], &vl));
 			sum += vl;
 		}
 		info->val_loss = (float)(sum / tr->cfg.eval_batches);
@@ -383,11 +587,11 @@ int tg_trainer_dump_grads(tg_trainer *tr, const char *path, float *loss)
 {
 	TG_CHECK(tr && path, TG_EINVAL, "tg_trainer_dump_grads: NULL argument");
 	TG_TRY(tg_wait_all());
-	int k = tr->step % 2;
-	TG_TRY(upload_batch(tr, k, (uint64_t)tr->step));
-	TG_TRY(submit_forward_backward(tr, k));
+	batch_set *bs = &tr->train[tr->step % 2];
+	TG_TRY(upload_batch(tr, bs, (uint64_t)tr->step));
+	TG_TRY(submit_forward_backward(tr, bs));
 	float l;
-	TG_TRY(tg_tensor_to_host(tr->loss[k], &l, sizeof l));
+	TG_TRY(read_loss(tr, bs, &l));
 	/* every gradient is written: one that no backward reached is zero */
 	tg_model *m = tr->model;
 	for (int i = 0; i < tg_model_num_params(m); i++)

@@ -55,12 +55,37 @@ static int grad_valid_for(const tg_tensor *t, uint32_t version)
 {
 	if (own_valid(t, version))
 		return 1;
-	if (t->is_leaf || t->version != version)
+	if (!t->is_leaf && t->version != version)
 		return 0;
 	for (const tg_tensor *a = t->parent; a; a = a->parent)
 		if (own_valid(a, a->version))
 			return 1;
 	return t->grad && covered_by_parts(t);
+}
+
+/* A parameter's gradient is valid: its own, through a whole it is part of, or through all
+ * the parts of one of its plans (a tensor-parallel split writes a weight's gradient by
+ * column blocks). */
+int tg_leaf_grad_valid(const tg_tensor *t)
+{
+	return grad_valid_for(t, t->version);
+}
+
+/* Forget the gradients of t's parts (their validity, and buffers that are parts of t's old
+ * gradient: they are made again from the new one). */
+void tg_parts_grad_reset(tg_tensor *t, int drop_buffers)
+{
+	for (const tg_plan *p = t->plans; p; p = p->next)
+		for (int i = 0; i < p->n; i++) {
+			tg_tensor *c = p->children[i];
+			c->grad_valid = 0;
+			if (drop_buffers && c->grad && !c->grad_owned) {
+				if (c->grad->grad_of == c)
+					c->grad->grad_of = NULL;
+				c->grad = NULL;
+			}
+			tg_parts_grad_reset(c, drop_buffers);
+		}
 }
 
 tg_tensor *tg_grad_of(const tg_node *fwd, int i)
@@ -112,7 +137,7 @@ int tg_grad_target(const tg_node *fwd, int i, tg_tensor **grad, unsigned *mode)
 	TG_TRY(make_grad(t));
 	uint32_t version = fwd->opd[i].version;
 	*mode = grad_valid_for(t, version) ? TG_ACC : TG_W;
-	TG_CHECK(*mode == TG_ACC || t->is_leaf || !partly_covered(t), TG_ENOTSUP,
+	TG_CHECK(*mode == TG_ACC || !partly_covered(t), TG_ENOTSUP,
 	         "tg_backward: parts of '%s' have gradients and the rest has none; %s would overwrite them (write every "
 	         "part of a tensor, or none)", t->name, fwd->name);
 	t->grad_valid = 1;
@@ -211,7 +236,7 @@ int tg_backward_many(int nout, tg_tensor *const *outs, tg_tensor *const *douts)
 		TG_TRY(seed_grad(outs[i], douts ? douts[i] : NULL));
 
 	char *saved_layer = tg_rt.layer; /* the caller's tag, restored at the end */
-	int saved_mb = tg_rt.microbatch;
+	int saved_mb = tg_rt.microbatch, saved_stage = tg_rt.stage;
 	tg_rt.layer = NULL;
 	int rc = 0;
 	for (int i = start; i >= 0 && rc == 0; i--) {
@@ -234,12 +259,14 @@ int tg_backward_many(int nout, tg_tensor *const *outs, tg_tensor *const *douts)
 		if ((rc = tg_tag_layer(n->layer >= 0 ? g->layers[n->layer] : NULL)) < 0)
 			break;
 		tg_rt.microbatch = n->microbatch;
+		tg_rt.stage = n->stage;
 		tg_rt.fwd_node = n->first_task;
 		rc = n->op->backward(n);
 	}
 	free(tg_rt.layer);
 	tg_rt.layer = saved_layer;
 	tg_rt.microbatch = saved_mb;
+	tg_rt.stage = saved_stage;
 	tg_rt.fwd_node = -1;
 	return rc;
 }

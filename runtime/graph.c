@@ -190,6 +190,7 @@ static int new_task(tg_task_node **out, const tg_op_desc *op, const char *task_n
 	t->task_name = task_name;
 	t->phase = phase;
 	t->microbatch = tg_rt.microbatch;
+	t->stage = tg_rt.stage;
 	t->fwd_node = tg_rt.fwd_node;
 	t->oprec = -1;
 	t->n = n;
@@ -289,6 +290,7 @@ int tg_graph_record_op(tg_node **out, const tg_task_spec *s)
 	n->name = s->name ? s->name : s->cl ? s->cl->name : s->op->name;
 	n->phase = s->phase;
 	n->microbatch = tg_rt.microbatch;
+	n->stage = tg_rt.stage;
 	n->first_task = g->nnodes;
 	n->n = s->n;
 	g->ops[g->nops++] = n;
@@ -367,6 +369,7 @@ int tg_graph_node(const tg_graph *g, int i, tg_graph_node_info *info)
 	info->layer = n->layer >= 0 ? g->layers[n->layer] : NULL;
 	info->phase = n->phase;
 	info->microbatch = n->microbatch;
+	info->stage = n->stage;
 	info->flops = n->flops;
 	info->npred = n->npred;
 	info->fwd = n->fwd_node;

@@ -341,6 +341,8 @@ int tg_init(const tg_config *user_cfg)
 	tg_rt.backends = TG_BACKEND_ANY;
 	tg_rt.submitter = &tg_submitter_local;
 	tg_rt.microbatch = -1;
+	tg_rt.stage = -1;
+	memset(tg_rt.stage_has_mask, 0, sizeof tg_rt.stage_has_mask);
 	tg_rt.fwd_node = -1;
 	free(tg_rt.layer); /* a tag set before tg_init does not carry over */
 	tg_rt.layer = NULL;
@@ -425,5 +427,43 @@ int tg_tag_microbatch(int microbatch)
 {
 	TG_CHECK(microbatch >= -1, TG_EINVAL, "micro-batch tag must be >= -1, got %d", microbatch);
 	tg_rt.microbatch = microbatch;
+	return 0;
+}
+
+int tg_current_microbatch(void)
+{
+	return tg_rt.microbatch;
+}
+
+int tg_tag_stage(int stage)
+{
+	TG_CHECK(stage >= -1 && stage < TG_MAX_STAGES, TG_EINVAL, "stage tag must be in [-1, %d], got %d",
+	         TG_MAX_STAGES - 1, stage);
+	tg_rt.stage = stage;
+	return 0;
+}
+
+int tg_current_stage(void)
+{
+	return tg_rt.stage;
+}
+
+int tg_stage_set_workers(int stage, int n, const int *workers)
+{
+	TG_TRY(tg_require_init("tg_stage_set_workers"));
+	TG_CHECK(stage >= 0 && stage < TG_MAX_STAGES, TG_EINVAL, "tg_stage_set_workers: stage %d not in [0, %d]", stage,
+	         TG_MAX_STAGES - 1);
+	TG_CHECK(n >= 0 && (n == 0 || workers), TG_EINVAL, "tg_stage_set_workers: %d workers", n);
+	uint32_t mask[TG_MASK_WORDS] = {0};
+	int nw = (int)starpu_worker_get_count();
+	for (int i = 0; i < n; i++) {
+		TG_CHECK(workers[i] >= 0 && workers[i] < nw, TG_EINVAL,
+		         "tg_stage_set_workers: worker %d does not exist (this run has %d workers)", workers[i], nw);
+		mask[workers[i] / 32] |= 1u << (workers[i] % 32);
+	}
+	/* tasks in flight point at the old mask: let them end first */
+	starpu_task_wait_for_all();
+	memcpy(tg_rt.stage_mask[stage], mask, sizeof mask);
+	tg_rt.stage_has_mask[stage] = n > 0;
 	return 0;
 }

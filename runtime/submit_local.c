@@ -99,6 +99,11 @@ static int local_submit(const tg_task_spec *s, tg_task_node *node)
 	task->name = node->task_name;
 	task->flops = s->flops;
 	task->priority = s->priority;
+	if (node->stage >= 0 && tg_rt.stage_has_mask[node->stage]) {
+		/* a pipeline stage's task runs on its stage's workers only */
+		task->workerids = tg_rt.stage_mask[node->stage];
+		task->workerids_len = TG_MASK_WORDS;
+	}
 	if (tg_rt.backends) {
 		task->where = 0;
 		if (tg_rt.backends & TG_BACKEND_CPU)

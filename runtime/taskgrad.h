@@ -577,6 +577,16 @@ TG_API int tg_grad_target(const tg_node *fwd, int operand, tg_tensor **grad, uns
 TG_API int tg_tag_layer(const char *layer);
 TG_API const char *tg_current_layer(void);
 TG_API int tg_tag_microbatch(int microbatch); /* -1: none */
+TG_API int tg_current_microbatch(void);
+/* Pipeline stages. A task recorded while stage s is current (tg_tag_stage; backward tasks
+ * take their forward op's stage) runs only on the workers given to s with
+ * tg_stage_set_workers (a StarPU worker mask on the task: the one scheduler sees every
+ * stage's tasks, so the policy's decisions stay comparable; a stage without workers set runs
+ * anywhere). Setting a stage's workers waits for the tasks in flight. */
+#define TG_MAX_STAGES 64
+TG_API int tg_tag_stage(int stage); /* -1: none */
+TG_API int tg_current_stage(void);
+TG_API int tg_stage_set_workers(int stage, int n, const int *workers); /* n = 0: any worker */
 
 /* Differentiate the loss: walk the tape backwards from the node that wrote loss and submit
  * each op's backward rule. The loss gradient is 1. Parameter gradients accumulate. After an
@@ -608,7 +618,8 @@ typedef struct tg_graph_node_info {
 	const char *task;   /* task name ("matmul_bwd_da") */
 	const char *layer;  /* layer tag or NULL */
 	tg_phase phase;
-	int microbatch;
+	int microbatch;     /* -1: none */
+	int stage;          /* pipeline stage, -1: none */
 	double flops;
 	int npred;          /* number of direct predecessors */
 	int fwd;            /* a backward node: the first node of the forward op it differentiates; else -1 */
@@ -829,7 +840,18 @@ typedef struct tg_train_config {
 	int eval_batches;     /* validation batches (always the same ones) */
 	int sync_every;       /* every N steps the host waits for the whole step before the next is
 	                       * submitted (info->synced: tg_trainer_save may run); 0: only at the end */
+	/* Parallel strategies: shapes of the one step's task graph (docs/PARALLEL.md). Every one
+	 * computes the same step: the loss is the mean over the batch whatever the split. */
+	int micro_batches;    /* the batch is split into M micro-batches (M divides batch; 1: none) */
+	int reduce;           /* how their gradients are summed: TG_REDUCE_DETERMINISTIC (a fixed tree of
+	                       * add tasks) or TG_REDUCE_REDUX (StarPU's reductions, order varies) */
+	int pipeline;         /* K stages of contiguous layers, each on its own workers (1: none) */
+	int schedule;         /* TG_SCHEDULE_GPIPE (all forwards, then all backwards) or TG_SCHEDULE_1F1B
+	                       * (at most K micro-batches' activations alive, each backward as early as it can) */
+	int tensor_parallel;  /* N groups of heads / MLP columns (gpt) or hidden units (lstm) (1: none) */
 } tg_train_config;
+enum { TG_REDUCE_DETERMINISTIC = 0, TG_REDUCE_REDUX = 1 };
+enum { TG_SCHEDULE_GPIPE = 0, TG_SCHEDULE_1F1B = 1 };
 TG_API void tg_train_config_default(tg_train_config *c);
 
 typedef struct tg_trainer tg_trainer;

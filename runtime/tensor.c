@@ -458,7 +458,7 @@ int tg_tensor_grad_valid(const tg_tensor *t)
 	if (!t || !t->grad)
 		return 0;
 	if (t->is_leaf)
-		return t->grad_valid;
+		return tg_leaf_grad_valid(t);
 	return t->grad_valid && t->grad_serial == tg_rt.backward_serial && t->grad_version == t->version;
 }
 
@@ -484,6 +484,7 @@ int tg_tensor_set_grad(tg_tensor *t, tg_tensor *g)
 			tg_tensor_free(t->grad);
 		t->grad = g;
 		t->grad_owned = 0;
+		tg_parts_grad_reset(t, 1); /* parts' gradients were parts of the old buffer */
 	}
 	g->grad_of = t;
 	t->grad_valid = t->is_leaf;
@@ -495,5 +496,6 @@ int tg_zero_grad(tg_tensor *param)
 {
 	TG_TRY(tg_tensor_check_usable(param, "tg_zero_grad"));
 	param->grad_valid = 0;
+	tg_parts_grad_reset(param, 0);
 	return 0;
 }

@@ -44,6 +44,8 @@ static inline tg_shown tg_shown_path(const char *path)
 
 /* ---------------------------------------------------------------- runtime state */
 
+#define TG_MASK_WORDS ((STARPU_NMAXWORKERS + 31) / 32)
+
 typedef struct tg_runtime {
 	bool initialized;
 	tg_config cfg;
@@ -52,6 +54,11 @@ typedef struct tg_runtime {
 	/* current tags */
 	char *layer;            /* owned copy of the current layer tag, or NULL */
 	int microbatch;
+	int stage;              /* pipeline stage tag, -1: none */
+	/* the workers of each stage (StarPU worker masks, 32 workers a word); the masks live
+	 * here because tasks point at them until they end */
+	uint32_t stage_mask[TG_MAX_STAGES][TG_MASK_WORDS];
+	int stage_has_mask[TG_MAX_STAGES];
 	int fwd_node;           /* while a backward rule runs: the first task of its forward op, else -1 */
 	tg_node *open_op;       /* between tg_op_begin and tg_op_end: the op its tasks belong to */
 	const struct tg_submitter *submitter; /* builds and submits recorded tasks */
@@ -198,6 +205,8 @@ void tg_plans_free(tg_tensor *t);
 /* The child of `other` (shaped as child's parent) that sits where child sits in its parent,
  * from a plan of other made the way child's plan was (found or made). */
 int tg_plan_mirror(const tg_tensor *child, tg_tensor *other, tg_tensor **out);
+int tg_leaf_grad_valid(const tg_tensor *t);
+void tg_parts_grad_reset(tg_tensor *t, int drop_buffers);
 /* 1 if a is t or one of its ancestors. */
 int tg_tensor_is_ancestor(const tg_tensor *a, const tg_tensor *t);
 
@@ -222,6 +231,7 @@ typedef struct tg_task_node {
 	tg_phase phase;
 	int layer;                 /* index in the graph's layer table, -1: none */
 	int microbatch;
+	int stage;
 	int fwd_node;              /* backward tasks: first task of the forward op they differentiate */
 	int oprec;                 /* the op it belongs to (index in the graph's ops), -1: none */
 	int n;
@@ -242,6 +252,7 @@ struct tg_node {
 	tg_phase phase;
 	int layer;
 	int microbatch;
+	int stage;
 	int first_task, ntasks;    /* its tasks on the tape */
 	int n;
 	tg_operand opd[TG_MAX_OPERANDS];

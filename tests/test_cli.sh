@@ -62,7 +62,7 @@ expect 2 "unknown command 'frobnicate'" frobnicate
 expect 2 "unknown option '--bogus'" --bogus
 expect 2 "unknown option '--bogus'" train --model mlp --bogus
 expect 2 "unexpected argument 'extra'" train --model mlp extra
-expect 2 "option '--s' is ambiguous: it could be --steps, --sched, --seed" train --model mlp --s 5
+expect 2 "option '--s' is ambiguous: it could be --steps, --schedule, --sched, --seed" train --model mlp --s 5
 expect 2 "option '--ch' is ambiguous: it could be --checkpoint, --checkpoint-every" train --model mlp --ch x
 expect 2 "unknown option '-z'" train --model mlp -qz
 expect 2 "unknown option '-z'" train --model mlp -zq
@@ -229,6 +229,22 @@ expect 2 "--graph: --steps 0 runs no step" train --model mlp --steps 0 --checkpo
 expect 2 "--batch: the gpt model takes at most 64 sequences" train --model gpt --data "$tmp/text.txt" --batch 65
 expect 2 "--heads: the lstm model has no attention heads" train --model lstm --data "$tmp/text.txt" --heads 2
 expect 2 "--ctx: the lstm model unrolls at most 4096 steps" train --model lstm --data "$tmp/text.txt" --ctx 5000
+# parallel strategies: each misfit refused before anything runs
+expect 2 "--micro-batches 3: must divide --batch 8" train --data "$tmp/text.txt" --micro-batches 3
+expect 2 "--micro-batches: must be between 1 and 64, got 0" train --data "$tmp/text.txt" --micro-batches 0
+expect 2 "--micro-batches: '2x' is not a whole number" train --data "$tmp/text.txt" --micro-batches 2x
+expect 2 "--reduce: unknown mode 'fastest' (deterministic or redux)" train --data "$tmp/text.txt" --micro-batches 2 --reduce fastest
+expect 2 "--reduce: there is nothing to reduce" train --data "$tmp/text.txt" --reduce redux
+expect 2 "--schedule: unknown schedule 'zigzag' (gpipe or 1f1b)" train --data "$tmp/text.txt" --micro-batches 2 --schedule zigzag
+expect 2 "--schedule: orders micro-batches" train --data "$tmp/text.txt" --pipeline 2 --schedule 1f1b
+expect 2 "--pipeline 5: more stages than the model's 4 layers" train --data "$tmp/text.txt" --pipeline 5
+expect 2 "--pipeline 2: more stages than the 1 workers" train --data "$tmp/text.txt" --pipeline 2 --ncpu 1
+expect 2 "--pipeline: must be between 1 and 64, got 65" train --data "$tmp/text.txt" --pipeline 65
+expect 2 "2 pipeline stages for 1 workers" STARPU_NCPU=1 train --data "$tmp/text.txt" --pipeline 2 --steps 1
+expect 2 "--tensor-parallel 3: must divide the gpt's 4 heads" train --data "$tmp/text.txt" --tensor-parallel 3
+expect 2 "--tensor-parallel 3: must divide the lstm's 256 hidden units" train --model lstm --data "$tmp/text.txt" --tensor-parallel 3
+expect 2 "--tensor-parallel: the mlp model has no split" train --model mlp --tensor-parallel 2
+expect 2 "--pipeline: the mlp model has no stages" train --model mlp --pipeline 2
 expect 0 "^Usage: taskgrad ops" ops --help
 expect 2 "--version takes no arguments" --version x
 expect 2 "--checkpoint: give the checkpoint to sample from" sample --prompt x

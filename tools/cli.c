@@ -90,6 +90,7 @@ enum {
 	O_SCHED = 256, O_NCPU, O_NCUDA, O_FAST, O_SEED, O_TILE_ROWS, O_VERBOSE,
 	O_MODEL, O_LAYERS, O_DMODEL, O_HEADS, O_CTX, O_UNTIED,
 	O_DATA, O_BATCH, O_STEPS, O_LR, O_WARMUP, O_WD, O_CLIP, O_EVAL_EVERY, O_EVAL_BATCHES,
+	O_MICRO_BATCHES, O_REDUCE, O_PIPELINE, O_SCHEDULE, O_TENSOR_PARALLEL,
 	O_CHECKPOINT, O_CHECKPOINT_EVERY, O_RESUME, O_INIT, O_LOG, O_DUMP_GRADS, O_GRAPH, O_QUIET,
 	O_PROMPT, O_TOKENS, O_TEMPERATURE, O_TOP_K, O_HELP, O_LAST
 };
@@ -118,6 +119,11 @@ static const cli_option options[] = {
 	{CLI_TRAIN, "clip", O_CLIP, "X", "clip the global gradient norm to X; 0: off (1.0)"},
 	{CLI_TRAIN, "eval-every", O_EVAL_EVERY, "N", "validation loss every N steps; 0: never (100)"},
 	{CLI_TRAIN, "eval-batches", O_EVAL_BATCHES, "N", "validation batches (4)"},
+	{CLI_TRAIN, "micro-batches", O_MICRO_BATCHES, "M", "split each batch into M micro-batches, submitted together (1)"},
+	{CLI_TRAIN, "reduce", O_REDUCE, "MODE", "sum of their gradients: deterministic (a fixed tree of adds) or redux (StarPU)"},
+	{CLI_TRAIN, "pipeline", O_PIPELINE, "K", "cut the layers into K stages, each on its own workers (1)"},
+	{CLI_TRAIN, "schedule", O_SCHEDULE, "NAME", "pipeline order: gpipe (all forwards, then backwards) or 1f1b"},
+	{CLI_TRAIN, "tensor-parallel", O_TENSOR_PARALLEL, "N", "split heads and MLP columns (gpt), hidden units (lstm) into N groups (1)"},
 	{CLI_OUTPUT | CLI_SAMPLE, "checkpoint", O_CHECKPOINT, "FILE", "train: write the final checkpoint (safetensors) to FILE; sample: read it"},
 	{CLI_OUTPUT, "checkpoint-every", O_CHECKPOINT_EVERY, "N", "also write it every N steps"},
 	{CLI_OUTPUT, "resume", O_RESUME, "FILE", "continue the run saved in FILE (bit-identical to not stopping)"},
@@ -227,6 +233,21 @@ static int apply(cli_opts *o, int id, const char *a)
 	case O_CLIP: return parse_float("--clip", a, 0, 1e9, 0, &t->clip);
 	case O_EVAL_EVERY: return parse_int("--eval-every", a, 0, INT_MAX, &t->eval_every);
 	case O_EVAL_BATCHES: return parse_int("--eval-batches", a, 1, 64, &t->eval_batches);
+	case O_MICRO_BATCHES: return parse_int("--micro-batches", a, 1, 64, &t->micro_batches);
+	case O_REDUCE:
+		if (!strcmp(a, "deterministic") || !strcmp(a, "redux")) {
+			t->reduce = !strcmp(a, "redux") ? TG_REDUCE_REDUX : TG_REDUCE_DETERMINISTIC;
+			return 0;
+		}
+		return fail_usage("--reduce: unknown mode '%s' (deterministic or redux)", a);
+	case O_PIPELINE: return parse_int("--pipeline", a, 1, TG_MAX_STAGES, &t->pipeline);
+	case O_SCHEDULE:
+		if (!strcmp(a, "gpipe") || !strcmp(a, "1f1b")) {
+			t->schedule = !strcmp(a, "1f1b") ? TG_SCHEDULE_1F1B : TG_SCHEDULE_GPIPE;
+			return 0;
+		}
+		return fail_usage("--schedule: unknown schedule '%s' (gpipe or 1f1b)", a);
+	case O_TENSOR_PARALLEL: return parse_int("--tensor-parallel", a, 1, 64, &t->tensor_parallel);
 	case O_CHECKPOINT: o->checkpoint = a; return 0;
 	case O_CHECKPOINT_EVERY: return parse_int("--checkpoint-every", a, 1, INT_MAX, &o->checkpoint_every);
 	case O_RESUME: o->resume = a; return 0;

@@ -311,6 +311,35 @@ out:
 	return rc;
 }
 
+/* The parallel strategies against the batch and the model, before anything starts (the
+ * number of workers a pipeline needs is checked once the runtime runs). */
+static int check_parallel(const cli_opts *o, const tg_model_config *mc)
+{
+	const tg_train_config *t = &o->train;
+	if (t->batch % t->micro_batches)
+		return fail_usage("--micro-batches %d: must divide --batch %d", t->micro_batches, t->batch);
+	if (cli_given(o, "reduce") && t->micro_batches == 1)
+		return fail_usage("--reduce: there is nothing to reduce without --micro-batches M > 1");
+	if (cli_given(o, "schedule") && t->micro_batches == 1)
+		return fail_usage("--schedule: orders micro-batches: give --micro-batches M > 1");
+	int gpt = !strcmp(mc->arch, "gpt"), lstm = !strcmp(mc->arch, "lstm");
+	if (t->pipeline > 1 && !gpt && !lstm)
+		return fail_usage("--pipeline: the %s model has no stages (gpt and lstm have)", mc->arch);
+	if (t->tensor_parallel > 1 && !gpt && !lstm)
+		return fail_usage("--tensor-parallel: the %s model has no split (gpt and lstm have)", mc->arch);
+	if (t->pipeline > mc->layers)
+		return fail_usage("--pipeline %d: more stages than the model's %d layers", t->pipeline, mc->layers);
+	if (o->rt.ncpu > 0 && t->pipeline > o->rt.ncpu + (o->rt.ncuda > 0 ? o->rt.ncuda : 0))
+		return fail_usage("--pipeline %d: more stages than the %d workers (--ncpu %d)", t->pipeline,
+		                  o->rt.ncpu + (o->rt.ncuda > 0 ? o->rt.ncuda : 0), o->rt.ncpu);
+	if (gpt && mc->heads % t->tensor_parallel)
+		return fail_usage("--tensor-parallel %d: must divide the gpt's %d heads", t->tensor_parallel, mc->heads);
+	if (lstm && mc->dmodel % t->tensor_parallel)
+		return fail_usage("--tensor-parallel %d: must divide the lstm's %d hidden units (--dmodel)",
+		                  t->tensor_parallel, mc->dmodel);
+	return 0;
+}
+
 int cmd_train(int argc, char **argv)
 {
 	cli_opts o;
@@ -343,6 +372,8 @@ int cmd_train(int argc, char **argv)
 		return fail_usage("--graph: --steps 0 runs no step to draw");
 	if (!strcmp(mc.arch, "gpt") && o.train.batch > 64)
 		return fail_usage("--batch: the gpt model takes at most 64 sequences per step, got %d", o.train.batch);
+	if ((rc = check_parallel(&o, &mc)))
+		return rc;
 	const struct { const char *flag, *path; int out; } files[] = {
 		{"--checkpoint", o.checkpoint, 1}, {"--log", o.log, 1}, {"--dump-grads", o.dump_grads, 1},
 		{"--graph", o.graph, 1}, {"--data", o.data, 0}, {"--resume", o.resume, 0}, {"--init", o.init, 0}};
