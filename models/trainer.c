@@ -39,6 +39,7 @@ struct tg_trainer {
 	/* M > 1: one gradient buffer per micro-batch, summed into the model's gradients */
 	tg_tensor *gflat[MAX_MB], **gpart[MAX_MB];
 	unsigned char *gvalid;            /* M x nparams: micro-batch m reached parameter i */
+	tg_tensor *rflat;                 /* redux: the sum, whole (see reduce_grads) */
 	void *host_in, *host_in_t;        /* a batch as the dataset gives it, and in the model's layout */
 	int32_t *host_tgt, *host_tgt_t;
 	tg_tensor **clip_order;           /* the parameters, last first: the clipping order (setup) */
@@ -134,6 +135,7 @@ void tg_trainer_free(tg_trainer *tr)
 		free(tr->gpart[j]);
 	}
 	free(tr->gvalid);
+	tg_tensor_free(tr->rflat);
 	tg_tensor_free(tr->logits);
 	free(tr->host_in);
 	free(tr->host_in_t);
@@ -246,6 +248,9 @@ static int setup_parallel(tg_trainer *tr)
 			TG_CHECK(tr->gpart[j], TG_ENOMEM, "out of memory");
 			TG_TRY(tg_model_grad_buffer(m, name, &tr->gflat[j], tr->gpart[j]));
 		}
+		if (c->reduce == TG_REDUCE_REDUX)
+			TG_TRY(tg_tensor_new(&tr->rflat, "grads.redux", TG_F32, TG_SHAPE(tg_model_num_weights(m))));
+
 	}
 	return 0;
 }
@@ -388,6 +393,31 @@ static int submit_backward(tg_trainer *tr, batch_set *bs, int j)
 	return 0;
 }
 
+/* redux: StarPU's reductions of the micro-batches' whole buffers into one that is never split
+ * (StarPU 1.3 loses count of a handle that takes reductions and is split into tiles, as every
+ * gradient is by clipping and the update: an assertion), copied into the gradients. */
+static int reduce_grads_redux(tg_trainer *tr)
+{
+	tg_model *m = tr->model;
+	int np = tg_model_num_params(m);
+	for (int j = 0; j < tr->M; j++)
+		for (int i = 0; i < np; i++)
+			if (!tr->gvalid[j * np + i]) /* not reached by micro-batch j: adds nothing */
+				TG_TRY(tg_tensor_fill(tr->gpart[j][i], &(tg_fill){TG_FILL_ZEROS, 0, 0, 0, 0}));
+	TG_TRY(tg_sum(tr->rflat, tr->M, tr->gflat, TG_SUM_REDUX, 0));
+	TG_TRY(tg_sum(m->flat[TG_FAMILY_GRAD], 1, &tr->rflat, TG_SUM_TREE, 0));
+	for (int i = 0; i < np; i++) {
+		tg_tensor *p = tg_model_param(m, i);
+		int any = 0;
+		for (int j = 0; j < tr->M; j++)
+			any |= tr->gvalid[j * np + i];
+		TG_TRY(tg_tensor_set_grad(p, m->part[TG_FAMILY_GRAD][i]));
+		if (!any)
+			TG_TRY(tg_zero_grad(p));
+	}
+	return 0;
+}
+
 /* The micro-batches' gradients summed into the model's (last parameter first: the backward
  * finishes them first), each sum on the stage of its parameter. */
 static int reduce_grads(tg_trainer *tr)
@@ -395,6 +425,8 @@ static int reduce_grads(tg_trainer *tr)
 	tg_model *m = tr->model;
 	int np = tg_model_num_params(m);
 	TG_TRY(tg_tag_microbatch(-1));
+	if (tr->cfg.reduce == TG_REDUCE_REDUX)
+		return reduce_grads_redux(tr);
 	for (int i = np - 1; i >= 0; i--) {
 		tg_tensor *p = tg_model_param(m, i), *g = m->part[TG_FAMILY_GRAD][i], *xs[MAX_MB];
 		int n = 0;
@@ -403,7 +435,7 @@ static int reduce_grads(tg_trainer *tr)
 				xs[n++] = tr->gpart[j][i];
 		TG_TRY(tg_tag_stage(m->stages > 1 ? tg_model_param_stage(m, i) : -1));
 		if (n > 0)
-			TG_TRY(tg_sum(g, n, xs, tr->cfg.reduce == TG_REDUCE_REDUX ? TG_SUM_REDUX : TG_SUM_TREE, 0));
+			TG_TRY(tg_sum(g, n, xs, TG_SUM_TREE, 0));
 		TG_TRY(tg_tensor_set_grad(p, g)); /* valid: the sum */
 		if (n == 0)
 			TG_TRY(tg_zero_grad(p));

@@ -482,6 +482,8 @@ int tg_tensor_set_grad(tg_tensor *t, tg_tensor *g)
 	if (t->grad != g) {
 		if (t->grad_owned)
 			tg_tensor_free(t->grad);
+		else if (t->grad && t->grad->grad_of == t)
+			t->grad->grad_of = NULL; /* the old buffer is an ordinary tensor again */
 		t->grad = g;
 		t->grad_owned = 0;
 		tg_parts_grad_reset(t, 1); /* parts' gradients were parts of the old buffer */

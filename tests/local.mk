@@ -21,7 +21,7 @@ TG_TEST_LDADD = libtaskgrad.la $(CMOCKA_LIBS) -lm
 
 check_PROGRAMS += tests/test_ops_cpu tests/test_ops_cuda tests/test_runtime tests/test_graph tests/test_mlp \
 	tests/test_determinism tests/test_policies tests/test_partition tests/test_math tests/test_safetensors \
-	tests/test_train tests/test_models
+	tests/test_train tests/test_models tests/test_parallel
 tests_test_ops_cpu_SOURCES = tests/test_ops.c tests/op_cases.c tests/op_cases.h tests/tg_test.h
 tests_test_ops_cpu_CPPFLAGS = $(AM_CPPFLAGS) -DTG_TEST_BACKEND=TG_BACKEND_CPU
 tests_test_ops_cpu_CFLAGS = $(TG_TEST_CFLAGS)
@@ -49,6 +49,9 @@ tests_test_partition_LDADD = $(TG_TEST_LDADD)
 tests_test_safetensors_SOURCES = tests/test_safetensors.c tests/tg_test.h
 tests_test_safetensors_CFLAGS = $(TG_TEST_CFLAGS)
 tests_test_safetensors_LDADD = $(TG_TEST_LDADD)
+tests_test_parallel_SOURCES = tests/test_parallel.c tests/tg_test.h
+tests_test_parallel_CFLAGS = $(TG_TEST_CFLAGS)
+tests_test_parallel_LDADD = $(TG_TEST_LDADD) $(STARPU_LIBS)
 tests_test_train_SOURCES = tests/test_train.c tests/tg_test.h
 tests_test_train_CFLAGS = $(TG_TEST_CFLAGS)
 tests_test_train_LDADD = $(TG_TEST_LDADD)
@@ -64,7 +67,7 @@ tests_test_policies_SOURCES = tests/test_policies.c
 tests_test_policies_LDADD = libtaskgrad.la
 TESTS += tests/test_ops_cpu tests/test_ops_cuda tests/test_runtime tests/test_graph tests/test_mlp \
 	tests/test_determinism tests/test_policies tests/test_partition tests/test_math tests/test_safetensors \
-	tests/test_train tests/test_models
+	tests/test_train tests/test_models tests/test_parallel
 else
 check-local:
 	@echo "make check needs CMocka (libcmocka-dev); configure did not find it" >&2; exit 1
