@@ -342,6 +342,7 @@ int tg_init(const tg_config *user_cfg)
 	tg_rt.submitter = &tg_submitter_local;
 	tg_rt.microbatch = -1;
 	tg_rt.stage = -1;
+	tg_rt.live_bytes = tg_rt.peak_bytes = 0;
 	memset(tg_rt.stage_has_mask, 0, sizeof tg_rt.stage_has_mask);
 	tg_rt.fwd_node = -1;
 	free(tg_rt.layer); /* a tag set before tg_init does not carry over */

@@ -293,6 +293,11 @@ TG_API const int64_t *tg_tensor_shape(const tg_tensor *t); /* rank entries */
 TG_API int64_t tg_tensor_dim(const tg_tensor *t, int i); /* i < 0 counts from the end */
 TG_API int64_t tg_tensor_numel(const tg_tensor *t);
 TG_API size_t tg_tensor_nbytes(const tg_tensor *t);
+/* Memory of the live tensors (parameters, optimizer state, gradients, activations, batches):
+ * in use now and the most since tg_init (or the last reset_peak). Parts share their
+ * tensor's memory; StarPU's own buffers (scratch, per-worker reduction copies) are not
+ * counted. */
+TG_API int tg_memory_get(size_t *in_use, size_t *peak, int reset_peak);
 TG_API tg_dtype tg_tensor_dtype(const tg_tensor *t);
 TG_API const char *tg_tensor_name(const tg_tensor *t);
 /* The shape as text, "(2, 3, 4)", truncated to size; returns buf ("" when t is NULL; NULL

@@ -107,6 +107,11 @@ static void live_add(tg_tensor *t)
 		tg_rt.live->live_prev = t;
 	tg_rt.live = t;
 	tg_rt.live_tensors++;
+	if (t->host) {
+		tg_rt.live_bytes += t->nbytes;
+		if (tg_rt.live_bytes > tg_rt.peak_bytes)
+			tg_rt.peak_bytes = tg_rt.live_bytes;
+	}
 }
 
 static void live_remove(tg_tensor *t)
@@ -130,11 +135,25 @@ static void release(tg_tensor *t)
 	tg_plans_clean(t);
 	tg_graph_forget_tensor(t);
 	starpu_data_unregister(t->handle);
+	if (t->host)
+		tg_rt.live_bytes -= t->nbytes;
 	tg_starpu_free(t->host, t->nbytes);
 	t->handle = NULL;
 	t->host = NULL;
 	t->orphan = 1;
 	live_remove(t);
+}
+
+int tg_memory_get(size_t *in_use, size_t *peak, int reset_peak)
+{
+	TG_TRY(tg_require_init("tg_memory_get"));
+	if (in_use)
+		*in_use = tg_rt.live_bytes;
+	if (peak)
+		*peak = tg_rt.peak_bytes;
+	if (reset_peak)
+		tg_rt.peak_bytes = tg_rt.live_bytes;
+	return 0;
 }
 
 int64_t tg_tensor_release_all(void)

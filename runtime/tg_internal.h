@@ -68,6 +68,7 @@ typedef struct tg_runtime {
 	uint64_t backward_serial;
 	uint64_t tensor_ids;
 	int64_t live_tensors;
+	size_t live_bytes, peak_bytes; /* host memory of the live tensors, and its high mark */
 	tg_tensor *live;        /* list of live tensors */
 	/* STARPU_SCRATCH buffers, registered once per power-of-two size and shared by all tasks
 	 * (scratch data creates no dependencies: each worker gets its own copy) */

@@ -258,6 +258,28 @@ static int train_main(cli_opts *o, tg_model_config *mc, tg_dataset *d)
 		printf("train: %d steps of batch %d from step %d, AdamW lr %g (warm-up %d, cosine), weight decay %g, clip %g, seed "
 		       "%llu\n", o->train.steps, o->train.batch, tg_trainer_step(tr), (double)o->train.lr, o->train.warmup,
 		       (double)o->train.weight_decay, (double)o->train.clip, (unsigned long long)o->rt.seed);
+		const tg_train_config *t = &o->train;
+		if (t->micro_batches > 1 || t->pipeline > 1 || t->tensor_parallel > 1) {
+			printf("parallel:");
+			if (t->micro_batches > 1)
+				printf(" %d micro-batches of %d (gradients summed by %s)", t->micro_batches,
+				       t->batch / t->micro_batches,
+				       t->reduce == TG_REDUCE_REDUX ? "StarPU's reductions" : "a fixed tree of adds");
+			if (t->pipeline > 1) {
+				int W = info.ncpu + info.ncuda;
+				printf("%s %d pipeline stages (%s; workers", t->micro_batches > 1 ? ";" : "", t->pipeline,
+				       t->schedule == TG_SCHEDULE_1F1B ? "1F1B" : "GPipe");
+				for (int s = 0; s < t->pipeline; s++) {
+					int lo = s * W / t->pipeline, hi = (s + 1) * W / t->pipeline - 1;
+					printf(lo == hi ? " %s%d" : " %s%d-%d", s ? "| " : "", lo, hi);
+				}
+				printf(")");
+			}
+			if (t->tensor_parallel > 1)
+				printf("%s tensor-parallel %d", t->micro_batches > 1 || t->pipeline > 1 ? ";" : "",
+				       t->tensor_parallel);
+			printf("\n");
+		}
 		fflush(stdout);
 	}
 	if (rc == 0 && o->dump_grads) {
@@ -290,7 +312,10 @@ static int train_main(cli_opts *o, tg_model_config *mc, tg_dataset *d)
 			printf("final loss %.4f", (double)r.last_loss);
 			if (!isnan(r.last_val))
 				printf(", validation loss %.4f", (double)r.last_val);
-			printf(", %d steps in %.1f s (%.1f ms/step)\n", done, s, 1e3 * s / done);
+			size_t peak = 0;
+			tg_memory_get(NULL, &peak, 0);
+			printf(", %d steps in %.1f s (%.1f ms/step), tensors peak %.1f MiB\n", done, s, 1e3 * s / done,
+			       peak / 1048576.0);
 		}
 		if (o->checkpoint)
 			printf("checkpoint (step %d): %s\n", tg_trainer_step(tr), o->checkpoint);
