@@ -10,10 +10,11 @@ bench_bench_ops_SOURCES = bench/bench_ops.c
 bench_bench_ops_CFLAGS = $(AM_CFLAGS) $(TG_VECTOR_CFLAGS)
 bench_bench_ops_LDFLAGS = $(AM_LDFLAGS) -static
 bench_bench_ops_LDADD = libtaskgrad.la $(STARPU_LIBS) $(BLAS_LIBS) -lpthread -lm
-# bench_train: training throughput of the models; bench/compare-torch runs the same in PyTorch
+# bench_train: training throughput of the models; bench/compare-torch runs the same in PyTorch,
+# bench/parallel runs it over the parallel strategies, policies and worker counts
 bench_bench_train_SOURCES = bench/bench_train.c
 bench_bench_train_LDADD = libtaskgrad.la $(STARPU_LIBS) $(BLAS_LIBS)
-EXTRA_DIST += bench/compare-torch bench/compare_torch.py
+EXTRA_DIST += bench/compare-torch bench/compare_torch.py bench/parallel
 CLEANFILES += $(EXTRA_PROGRAMS)
 bench: $(EXTRA_PROGRAMS)
 .PHONY: bench
