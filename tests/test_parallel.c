@@ -364,6 +364,48 @@ static void graph_shows_the_strategy(void **unused)
 	}
 }
 
+/* --reduce redux hands the sum to StarPU: M tasks accumulate into one buffer in REDUX mode
+ * (no tree of adds), and the sum is copied into the gradients. */
+static void redux_uses_starpu_reductions(void **unused)
+{
+	(void)unused;
+	TG_TEST_INIT("lws", 2, 0);
+	tg_model_config mc;
+	model_config(&mc, "gpt");
+	tg_model *m;
+	tg_dataset *d;
+	tg_trainer *tr;
+	TG_OK_OR_FAIL(tg_model_new(&m, &mc));
+	TG_OK_OR_FAIL(tg_dataset_text(&d, text_path, mc.ctx, 3));
+	tg_train_config tc;
+	train_config(&tc, &modes[1]);
+	tc.steps = 1;
+	tc.eval_every = 0;
+	TG_OK_OR_FAIL(tg_trainer_new(&tr, m, d, &tc));
+	TG_OK_OR_FAIL(tg_trainer_run(tr, NULL, NULL));
+	tg_graph *g;
+	TG_OK_OR_FAIL(tg_graph_take(&g));
+	int redux = 0, tree = 0;
+	for (int i = 0; i < tg_graph_num_nodes(g); i++) {
+		tg_graph_node_info n;
+		TG_OK_OR_FAIL(tg_graph_node(g, i, &n));
+		if (strcmp(n.task, "sum_redux") == 0) {
+			tg_graph_operand_info o;
+			TG_OK_OR_FAIL(tg_graph_operand(g, i, 0, &o));
+			assert_int_equal(o.mode, TG_REDUX);
+			redux++;
+		}
+		tree += strcmp(n.task, "sum_tree") == 0;
+	}
+	assert_int_equal(redux, 4);
+	assert_true(tree >= 1); /* the copy into the gradients, by tiles */
+	tg_graph_free(g);
+	tg_trainer_free(tr);
+	tg_dataset_free(d);
+	tg_model_free(m);
+	TG_OK_OR_FAIL(tg_shutdown());
+}
+
 /* ------------------------------------------------------------------ bad input */
 
 static void misfits_are_refused(void **unused)
@@ -425,6 +467,7 @@ int main(void)
 		cmocka_unit_test_teardown(misfits_are_refused, tg_test_teardown),
 		cmocka_unit_test_teardown(stage_tasks_run_on_their_workers, tg_test_teardown),
 		cmocka_unit_test_teardown(graph_shows_the_strategy, tg_test_teardown),
+		cmocka_unit_test_teardown(redux_uses_starpu_reductions, tg_test_teardown),
 		cmocka_unit_test_teardown(every_strategy_computes_the_plain_step, tg_test_teardown),
 		cmocka_unit_test_teardown(deterministic_strategies_are_bit_identical, tg_test_teardown),
 	};
