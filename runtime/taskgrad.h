@@ -651,7 +651,11 @@ TG_API int tg_graph_num_operands(const tg_graph *g, int i);
 TG_API int tg_graph_operand(const tg_graph *g, int i, int j, tg_graph_operand_info *info);
 
 /* Write the graph in Graphviz DOT: a cluster per layer, a colour per op kind, styles per
- * phase, stable node ids, and the longest path by flops highlighted. The file is written to
+ * phase, stable node ids, and the longest path by flops highlighted. A graph with pipeline
+ * stages or micro-batches (tg_tag_stage, tg_tag_microbatch) nests its clusters stage >
+ * micro-batch > layer, puts the sums of micro-batch gradients (tg_sum outside every
+ * micro-batch) in a "gradient reduction" cluster of their stage, and says the counts in
+ * its label; the tags show in the node labels too. The file is written to
  * a temporary name and renamed, so a failure leaves no half-written file (see
  * tg_file_check_writable for what is refused). */
 TG_API int tg_graph_dump_dot(const tg_graph *g, const char *path);
