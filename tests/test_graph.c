@@ -253,6 +253,8 @@ static void dot_export(void **unused)
 	assert_non_null(strstr(text[0], "shape=hexagon"));           /* optimizer */
 	assert_non_null(strstr(text[0], "#d62828"));                 /* the longest path */
 	assert_non_null(strstr(text[0], "differentiates n3"));
+	assert_null(strstr(text[0], "cluster_s")); /* no tags: no stage or micro-batch clusters */
+	assert_null(strstr(text[0], "cluster_mb"));
 	free(text[0]);
 	free(text[1]);
 
@@ -451,6 +453,269 @@ static void dot_escapes_names(void **unused)
 	TG_OK_OR_FAIL(tg_shutdown());
 }
 
+/* The tensors of a step cut by hand into 2 pipeline stages of 2 micro-batches (layers "lin"
+ * and "bias" in each), the sum of stage 1's outputs over the micro-batches, and a few tasks
+ * outside the micro-batches. */
+typedef struct strat {
+	tg_tensor *x[2], *w[2], *b[2], *y[2][2], *z[2][2], *sum, *q, *p, *r;
+} strat;
+
+static void strat_new(strat *s)
+{
+	const tg_fill half = {TG_FILL_CONSTANT, 0.5f, 0, 0, 0};
+	for (int i = 0; i < 2; i++) {
+		TG_OK_OR_FAIL(tg_tensor_new_filled(&s->x[i], "x", TG_F32, TG_SHAPE(4, 3), &half));
+		TG_OK_OR_FAIL(tg_tensor_new_filled(&s->w[i], "w", TG_F32, TG_SHAPE(3, 3), &half));
+		TG_OK_OR_FAIL(tg_tensor_new_filled(&s->b[i], "b", TG_F32, TG_SHAPE(3), &half));
+		for (int j = 0; j < 2; j++) {
+			TG_OK_OR_FAIL(tg_tensor_new(&s->y[i][j], "y", TG_F32, TG_SHAPE(4, 3)));
+			TG_OK_OR_FAIL(tg_tensor_new(&s->z[i][j], "z", TG_F32, TG_SHAPE(4, 3)));
+		}
+	}
+	TG_OK_OR_FAIL(tg_tensor_new(&s->sum, "sum", TG_F32, TG_SHAPE(4, 3)));
+	TG_OK_OR_FAIL(tg_tensor_new(&s->q, "q", TG_F32, TG_SHAPE(3, 3)));
+	TG_OK_OR_FAIL(tg_tensor_new(&s->p, "p", TG_F32, TG_SHAPE(4, 3)));
+	TG_OK_OR_FAIL(tg_tensor_new(&s->r, "r", TG_F32, TG_SHAPE(4, 3)));
+}
+
+static void strat_free(strat *s)
+{
+	for (int i = 0; i < 2; i++) {
+		tg_tensor_free(s->x[i]);
+		tg_tensor_free(s->w[i]);
+		tg_tensor_free(s->b[i]);
+		for (int j = 0; j < 2; j++) {
+			tg_tensor_free(s->y[i][j]);
+			tg_tensor_free(s->z[i][j]);
+		}
+	}
+	tg_tensor *ts[] = {s->sum, s->q, s->p, s->r};
+	for (int i = 0; i < 4; i++)
+		tg_tensor_free(ts[i]);
+}
+
+/* Record the step: tagged, or the same tasks with no stage or micro-batch. */
+static tg_graph *strat_record(strat *s, int tagged)
+{
+	TG_OK_OR_FAIL(tg_graph_reset());
+	for (int st = 0; st < 2; st++)
+		for (int mb = 0; mb < 2; mb++) {
+			TG_OK_OR_FAIL(tg_tag_stage(tagged ? st : -1));
+			TG_OK_OR_FAIL(tg_tag_microbatch(tagged ? mb : -1));
+			TG_OK_OR_FAIL(tg_tag_layer("lin"));
+			TG_OK_OR_FAIL(tg_matmul(s->y[st][mb], st == 0 ? s->x[mb] : s->z[0][mb], s->w[st], 0));
+			TG_OK_OR_FAIL(tg_tag_layer("bias"));
+			TG_OK_OR_FAIL(tg_add(s->z[st][mb], s->y[st][mb], s->b[st]));
+		}
+	/* stage 1's reduction over the micro-batches (as the trainer sums gradients): micro-batch
+	 * -1, no layer */
+	TG_OK_OR_FAIL(tg_tag_stage(tagged ? 1 : -1));
+	TG_OK_OR_FAIL(tg_tag_microbatch(-1));
+	TG_OK_OR_FAIL(tg_tag_layer(NULL));
+	TG_OK_OR_FAIL(tg_sum(s->sum, 2, (tg_tensor *[]){s->z[1][0], s->z[1][1]}, TG_SUM_TREE, 0));
+	/* stage 0 outside the micro-batches (as its optimizer is), in layer "lin" */
+	TG_OK_OR_FAIL(tg_tag_stage(tagged ? 0 : -1));
+	TG_OK_OR_FAIL(tg_tag_layer("lin"));
+	TG_OK_OR_FAIL(tg_relu(s->q, s->w[0]));
+	/* micro-batch 1 outside every stage, then a task with no tag at all */
+	TG_OK_OR_FAIL(tg_tag_layer(NULL));
+	TG_OK_OR_FAIL(tg_tag_stage(-1));
+	TG_OK_OR_FAIL(tg_tag_microbatch(tagged ? 1 : -1));
+	TG_OK_OR_FAIL(tg_relu(s->p, s->x[1]));
+	TG_OK_OR_FAIL(tg_tag_microbatch(-1));
+	TG_OK_OR_FAIL(tg_relu(s->r, s->sum));
+	tg_graph *g;
+	TG_OK_OR_FAIL(tg_graph_take(&g));
+	return g;
+}
+
+/* The clusters of a DOT file as the writer lays them out (one "subgraph cluster_NAME {" a
+ * line, its label on the next line, "}" alone on a line to close it): for every node nI the
+ * labels of the clusters around it, outermost first, joined by '/'; and every cluster's
+ * name, which Graphviz needs unique (subgraphs of the same name are one subgraph). */
+#define STRAT_MAX_NODES 64
+#define STRAT_MAX_CLUSTERS 64
+typedef struct dot_layout {
+	char where[STRAT_MAX_NODES][160];
+	int placed[STRAT_MAX_NODES];
+	char names[STRAT_MAX_CLUSTERS][64];
+	int nclusters;
+} dot_layout;
+
+static void copy_until(char *dst, size_t size, const char *src, char end)
+{
+	size_t n = 0;
+	while (src[n] && src[n] != end && n + 1 < size)
+		n++;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+static void dot_parse(const char *text, dot_layout *d)
+{
+	memset(d, 0, sizeof *d);
+	char stack[8][64];
+	int depth = 0;
+	for (const char *line = text; *line;) {
+		const char *end = strchr(line, '\n');
+		if (!end)
+			end = line + strlen(line);
+		const char *t = line + strspn(line, " \t");
+		int node, used = 0;
+		if (strncmp(t, "subgraph cluster_", 17) == 0) {
+			assert_true(depth < 8 && d->nclusters < STRAT_MAX_CLUSTERS);
+			copy_until(d->names[d->nclusters++], sizeof d->names[0], t + 17, ' ');
+			const char *label = strstr(end, "label=\"");
+			assert_non_null(label);
+			copy_until(stack[depth++], sizeof stack[0], label + 7, '"');
+		} else if (t[0] == '}' && t + 1 == end && depth > 0) {
+			depth--;
+		} else if (t[0] == 'n' && sscanf(t, "n%d [label=%n", &node, &used) == 1 && used > 0) { /* a node, no edge */
+			assert_true(node >= 0 && node < STRAT_MAX_NODES);
+			assert_false(d->placed[node]); /* a node is written once */
+			d->placed[node] = 1;
+			for (int k = 0; k < depth; k++) {
+				if (k)
+					strcat(d->where[node], "/");
+				strcat(d->where[node], stack[k]);
+			}
+		}
+		line = *end ? end + 1 : end;
+	}
+	assert_int_equal(depth, 0);
+}
+
+/* The clusters a node belongs in, from what the graph says of it. */
+static void expected_place(const tg_graph_node_info *info, int tagged_graph, char *out, size_t size)
+{
+	out[0] = '\0';
+	char part[64];
+	if (info->stage >= 0) {
+		snprintf(part, sizeof part, "stage %d", info->stage);
+		strncat(out, part, size - strlen(out) - 1);
+	}
+	part[0] = '\0';
+	if (info->microbatch >= 0)
+		snprintf(part, sizeof part, "micro-batch %d", info->microbatch);
+	else if (tagged_graph && strcmp(info->op, "sum") == 0)
+		snprintf(part, sizeof part, "gradient reduction");
+	if (part[0]) {
+		if (out[0])
+			strncat(out, "/", size - strlen(out) - 1);
+		strncat(out, part, size - strlen(out) - 1);
+	}
+	if (info->layer) {
+		if (out[0])
+			strncat(out, "/", size - strlen(out) - 1);
+		strncat(out, info->layer, size - strlen(out) - 1);
+	}
+}
+
+static int count_in(const char *text, const char *needle)
+{
+	int n = 0;
+	for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+/* Every node of g where its tags put it (the nesting read from text), every cluster named
+ * once; returns the number of clusters. */
+static int expect_layout(const tg_graph *g, const char *text, int tagged)
+{
+	static dot_layout d;
+	dot_parse(text, &d);
+	int n = tg_graph_num_nodes(g);
+	assert_true(n > 0 && n <= STRAT_MAX_NODES);
+	for (int i = 0; i < n; i++) {
+		tg_graph_node_info info;
+		TG_OK_OR_FAIL(tg_graph_node(g, i, &info));
+		char want[160];
+		expected_place(&info, tagged, want, sizeof want);
+		if (!d.placed[i])
+			fail_msg("node n%d (%s) is not in the DOT", i, info.task);
+		if (strcmp(d.where[i], want) != 0)
+			fail_msg("node n%d (%s) is in '%s', expected '%s'", i, info.task, d.where[i], want);
+	}
+	for (int a = 0; a < d.nclusters; a++)
+		for (int b = a + 1; b < d.nclusters; b++)
+			if (strcmp(d.names[a], d.names[b]) == 0)
+				fail_msg("two clusters named cluster_%s (Graphviz would merge them)", d.names[a]);
+	return d.nclusters;
+}
+
+/* A step's strategy in its DOT: clusters nest stage > micro-batch > layer, the sums over the
+ * micro-batches sit in their stage's "gradient reduction" cluster, the node labels and the
+ * graph's label say the tags, Graphviz reads every cluster, and the same step gives the same
+ * bytes. The same tasks untagged: only the layer clusters, as before. */
+static void dot_shows_stages_and_micro_batches(void **unused)
+{
+	(void)unused;
+	if (system("dot -V > /dev/null 2>&1") != 0)
+		fail_msg("Graphviz's dot is not installed (apt-get install graphviz); the DOT export cannot be checked");
+	TG_TEST_INIT("eager", -1, 0);
+	strat s;
+	strat_new(&s);
+	const char *paths[3] = {"tests/graph-strategy0.dot", "tests/graph-strategy1.dot", "tests/graph-untagged.dot"};
+	tg_graph *g[3];
+	long len[3];
+	char *text[3];
+	for (int k = 0; k < 3; k++) {
+		g[k] = strat_record(&s, k < 2);
+		TG_OK_OR_FAIL(tg_graph_dump_dot(g[k], paths[k]));
+		text[k] = slurp(paths[k], &len[k]);
+	}
+	assert_int_equal(len[0], len[1]);
+	assert_memory_equal(text[0], text[1], (size_t)len[0]); /* the same step, the same bytes */
+
+	/* tagged: the top holds the untagged task and micro-batch 1's stageless one; each stage
+	 * its micro-batches with their two layers; stage 0 also its "lin" task outside them;
+	 * stage 1 its reduction (2 tasks: one add, one copy to the output) */
+	assert_int_equal(expect_layout(g[0], text[0], 1), 17);
+	int in_reduction = 0, in_s1_mb0_lin = 0;
+	for (int i = 0; i < tg_graph_num_nodes(g[0]); i++) {
+		tg_graph_node_info info;
+		TG_OK_OR_FAIL(tg_graph_node(g[0], i, &info));
+		in_reduction += info.stage == 1 && info.microbatch < 0 && strcmp(info.op, "sum") == 0;
+		in_s1_mb0_lin += info.stage == 1 && info.microbatch == 0 && info.layer && strcmp(info.layer, "lin") == 0;
+	}
+	assert_int_equal(in_reduction, 2); /* the layout check above was not vacuous */
+	assert_int_equal(in_s1_mb0_lin, 1);
+	assert_int_equal(count_in(text[0], "subgraph cluster_"), 17);
+	assert_int_equal(count_in(text[0], "label=\"gradient reduction\""), 1);
+	assert_non_null(strstr(text[0], "    subgraph cluster_s1_reduction {\n"));
+	assert_non_null(strstr(text[0], "      subgraph cluster_s1_mb0_l0 {\n"));
+	assert_non_null(strstr(text[0], "\\nmb 0 \xc2\xb7 st 1\\n")); /* "mb 0 · st 1" in a label */
+	assert_non_null(strstr(text[0], "relu_fwd\\nst 0\\n"));        /* stage only */
+	assert_non_null(strstr(text[0], "relu_fwd\\nmb 1\\n"));        /* micro-batch only */
+	assert_non_null(strstr(text[0], "\\n2 pipeline stages, 2 micro-batches (clusters: stage > micro-batch > "
+	                                "layer; gradient reduction: 2 tasks)\"];\n"));
+	/* Graphviz draws every cluster: distinct names, none empty */
+	assert_int_equal(run_dot(paths[0], "tests/graph-strategy.svg"), 0);
+	long svg_len;
+	char *svg = slurp("tests/graph-strategy.svg", &svg_len);
+	assert_int_equal(count_in(svg, "class=\"cluster\""), 17);
+	assert_non_null(strstr(svg, "<title>cluster_s1_reduction</title>"));
+	free(svg);
+
+	/* untagged: the layer clusters only, the sum among the other tasks, no strategy line */
+	assert_int_equal(expect_layout(g[2], text[2], 0), 2);
+	assert_null(strstr(text[2], "cluster_s"));
+	assert_null(strstr(text[2], "cluster_mb"));
+	assert_null(strstr(text[2], "gradient reduction"));
+	assert_null(strstr(text[2], "micro-batch"));
+	assert_null(strstr(text[2], "pipeline"));
+	assert_null(strstr(text[2], "st 0"));
+	assert_int_equal(run_dot(paths[2], "tests/graph-untagged.svg"), 0);
+
+	for (int k = 0; k < 3; k++) {
+		tg_graph_free(g[k]);
+		free(text[k]);
+	}
+	strat_free(&s);
+	TG_OK_OR_FAIL(tg_shutdown());
+}
+
 static void write_text(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "w");
@@ -616,6 +881,7 @@ int main(void)
 		cmocka_unit_test(accumulations_in_fast_and_deterministic_mode),
 		cmocka_unit_test(micro_batches_reuse_activations),
 		cmocka_unit_test(dot_escapes_names),
+		cmocka_unit_test(dot_shows_stages_and_micro_batches),
 		cmocka_unit_test(output_files_are_replaced_whole_or_not_at_all),
 	};
 	return cmocka_run_group_tests_name("graph", tests, NULL, NULL);
