@@ -176,6 +176,8 @@ static const char *check_config(const bconfig *b, const tg_train_config *tc, int
 	else if (!gpt && b->dmodel % tc->tensor_parallel)
 		snprintf(msg, n, "--tensor-parallel %d: must divide the lstm's %d hidden units (--dmodel)",
 		         tc->tensor_parallel, b->dmodel);
+	else if (!gpt && tc->tensor_parallel > 8)
+		snprintf(msg, n, "--tensor-parallel %d: the lstm gathers at most 8 groups", tc->tensor_parallel);
 	else if (gpt && b->dmodel % b->heads)
 		snprintf(msg, n, "--heads %d: must divide --dmodel %d", b->heads, b->dmodel);
 	else
@@ -329,6 +331,7 @@ int main(int argc, char **argv)
 		cfg.tile_rows = tile_rows;
 		cfg.max_tiles = max_tiles;
 		cfg.ncpu = ncpu;
+		cfg.deterministic = reduce != TG_REDUCE_REDUX; /* StarPU's reductions: fast mode */
 		if (tg_init(&cfg) < 0) { /* what tg_init refuses is the configuration (policy, workers) */
 			fprintf(stderr, "bench_train: %s\n", tg_last_error());
 			return 2;

@@ -30,7 +30,7 @@ enum { A_XP, A_XB, A_XQ, A_HH, A_PRE, A_GATES, A_H, A_C, NACTS };
 #define NSTEP (NACTS - A_XQ) /* XQ, HH, PRE, GATES, H, C have parts per time step */
 
 /* tensor parallelism: group j of a layer owns hidden units [j H/N, (j+1) H/N): the gate
- * rows of those units (W_ih and W_hh transposed once per layer, then gathered per group into
+ * rows of those units (W_ih and W_hh transposed at each forward, then gathered per group into
  * one (in, 4H/N) matrix [i | f | g | o]), its own cell, and its part of h; the groups' h of a
  * step are gathered (concatenated) for the next step and the next layer. */
 enum { G_WIH, G_WHH, G_BIH, G_BHH, G_XP, G_XB, G_XQ, G_HH, G_PRE, G_GATES, G_H, G_C, NGROUP };

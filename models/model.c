@@ -136,7 +136,7 @@ int tg_model_grad_buffer(tg_model *m, const char *name, tg_tensor **flat, tg_ten
 	return rc;
 }
 
-int tg_model_set_parallel(tg_model *m, int tp, int stages)
+int tg_model_check_parallel(const tg_model *m, int tp, int stages)
 {
 	const tg_model_config *c = &m->cfg;
 	TG_CHECK(tp >= 1 && tp <= TG_MAX_TILES, TG_EINVAL, "tensor-parallel groups must be in [1, %d], got %d",
@@ -151,13 +151,22 @@ int tg_model_set_parallel(tg_model *m, int tp, int stages)
 	if (is_gpt)
 		TG_CHECK(c->heads % tp == 0, TG_EINVAL,
 		         "tensor-parallel %d must divide the gpt's %d heads (each group takes whole heads)", tp, c->heads);
-	if (is_lstm)
+	if (is_lstm) {
 		TG_CHECK(c->dmodel % tp == 0, TG_EINVAL,
 		         "tensor-parallel %d must divide the lstm's %d hidden units (each group takes as many)", tp, c->dmodel);
+		TG_CHECK(tp <= 8, TG_EINVAL, "tensor-parallel %d: the lstm gathers at most 8 groups", tp);
+	}
 	TG_CHECK(stages <= c->layers, TG_EINVAL, "%d pipeline stages for %d layers: a stage needs at least one layer",
 	         stages, c->layers);
 	TG_CHECK(m->nacts == 0 || tp == m->tp, TG_ESTATE,
-	         "the tensor-parallel split of a model is set before its first forward");
+	         "tensor-parallel %d: this model already ran with %d (the split is set before its first forward)", tp,
+	         m->tp);
+	return 0;
+}
+
+int tg_model_set_parallel(tg_model *m, int tp, int stages)
+{
+	TG_TRY(tg_model_check_parallel(m, tp, stages));
 	m->tp = tp;
 	m->stages = stages;
 	return 0;
@@ -241,7 +250,10 @@ int tg_model_build(tg_model *m)
 int tg_model_forward(tg_model *m, tg_tensor *logits, tg_tensor *x)
 {
 	TG_CHECK(m && logits && x, TG_EINVAL, "tg_model_forward: NULL argument");
-	return m->forward(m, logits, x);
+	int stage = tg_current_stage(); /* the model tags its blocks' stages; the caller's tag comes back */
+	int rc = m->forward(m, logits, x);
+	tg_tag_stage(stage);
+	return rc;
 }
 
 int tg_model_num_params(const tg_model *m)

@@ -69,6 +69,7 @@ struct tg_model {
 
 /* Use tp tensor-parallel groups and cut the layers into stages (checked against the model). */
 int tg_model_set_parallel(tg_model *m, int tp, int stages);
+int tg_model_check_parallel(const tg_model *m, int tp, int stages); /* the same checks, nothing set */
 /* The pipeline stage of parameter i. */
 int tg_model_param_stage(const tg_model *m, int i);
 /* Another gradient buffer, packed as the gradient family (its parts in parts, nparams). */
@@ -81,7 +82,7 @@ int tg_model_param_blocks(tg_model *m, int i, int n, const tg_block *b, tg_tenso
 int tg_model_enter_block(const tg_model *m, int block);
 /* The stage of block (0 when the model is not cut). */
 int tg_model_block_stage(const tg_model *m, int block);
-/* out = xs[0] + ... + xs[n-1] (n >= 1, same shapes) as a fixed binary tree of differentiable
+/* out = xs[0] + ... + xs[n-1] (2 <= n <= 64, same shapes) as a fixed binary tree of differentiable
  * adds; tmp holds n - 2 tensors of that shape for the inner sums (NULL when n <= 2). */
 int tg_add_tree(tg_tensor *out, int n, tg_tensor *const *xs, tg_tensor *const *tmp);
 

@@ -44,6 +44,8 @@ struct tg_trainer {
 	int32_t *host_tgt, *host_tgt_t;
 	tg_tensor **clip_order;           /* the parameters, last first: the clipping order (setup) */
 	int nstages_set;                  /* pipeline stages given workers (reset at the end) */
+	int model_set;                    /* the model's stages were set (reset at the end) */
+	tg_tensor **grad0;                /* each parameter's gradient buffer before the trainer */
 };
 
 void tg_train_config_default(tg_train_config *c)
@@ -111,14 +113,17 @@ void tg_trainer_free(tg_trainer *tr)
 		return;
 	for (int s = 0; s < tr->nstages_set; s++)
 		tg_stage_set_workers(s, 0, NULL);
-	if (tr->M > 1 && tr->model) {
-		/* the parameters' gradients go back to the model's own buffer before ours go */
+	if (tr->model_set)
+		tr->model->stages = 1; /* the split stays: the activations are made for it */
+	if (tr->M > 1 && tr->grad0) {
+		/* the parameters' gradients go back to their own buffers before ours go */
 		for (int i = 0; i < tg_model_num_params(tr->model); i++) {
 			tg_tensor *p = tg_model_param(tr->model, i);
-			if (tg_tensor_set_grad(p, tr->model->part[TG_FAMILY_GRAD][i]) == 0)
+			if (tr->grad0[i] && tg_tensor_set_grad(p, tr->grad0[i]) == 0)
 				tg_zero_grad(p);
 		}
 	}
+	free(tr->grad0);
 	for (int k = 0; k < 2 + MAX_EVAL_BATCHES; k++) {
 		batch_set *b = k < 2 ? &tr->train[k] : &tr->val[k - 2];
 		tg_tensor_free(b->in);
@@ -217,28 +222,25 @@ static int setup_parallel(tg_trainer *tr)
 {
 	const tg_train_config *c = &tr->cfg;
 	tg_model *m = tr->model;
-	TG_TRY(tg_model_set_parallel(m, c->tensor_parallel, c->pipeline));
+	tg_runtime_info info;
+	TG_TRY(tg_runtime_get_info(&info));
+	TG_CHECK(c->reduce != TG_REDUCE_REDUX || !info.deterministic || tr->M == 1, TG_EINVAL,
+	         "StarPU's reductions sum in an order that varies from run to run: deterministic mode refuses them "
+	         "(use the fast mode, or the deterministic reduction)");
+	TG_TRY(tg_model_check_parallel(m, c->tensor_parallel, c->pipeline));
 	if (c->pipeline > 1) {
-		tg_runtime_info info;
-		TG_TRY(tg_runtime_get_info(&info));
-		int W = info.ncpu + info.ncuda;
-		TG_CHECK(c->pipeline <= W, TG_EINVAL, "%d pipeline stages for %d workers: a stage needs at least one worker",
-		         c->pipeline, W);
-		/* stage s runs on workers [s W / K, (s + 1) W / K) */
-		int *ids = calloc((size_t)W, sizeof *ids), rc = 0;
-		TG_CHECK(ids, TG_ENOMEM, "out of memory");
-		for (int s = 0; s < c->pipeline && rc == 0; s++) {
-			int lo = s * W / c->pipeline, hi = (s + 1) * W / c->pipeline;
-			for (int w = lo; w < hi; w++)
-				ids[w - lo] = w;
-			tr->nstages_set = s + 1;
-			rc = tg_stage_set_workers(s, hi - lo, ids);
-		}
-		free(ids);
-		TG_TRY(rc);
+		tr->nstages_set = c->pipeline;
+		TG_TRY(tg_stage_split(c->pipeline));
 	}
+	/* the model changes last, once the rest has passed */
+	TG_TRY(tg_model_set_parallel(m, c->tensor_parallel, c->pipeline));
+	tr->model_set = 1;
+	int np = tg_model_num_params(m);
+	tr->grad0 = calloc((size_t)np, sizeof *tr->grad0);
+	TG_CHECK(tr->grad0, TG_ENOMEM, "out of memory");
+	for (int i = 0; i < np; i++) /* the gradients the micro-batches are summed into */
+		tr->grad0[i] = tg_tensor_grad(tg_model_param(m, i));
 	if (tr->M > 1) {
-		int np = tg_model_num_params(m);
 		tr->gvalid = calloc((size_t)(tr->M * np), 1);
 		TG_CHECK(tr->gvalid, TG_ENOMEM, "out of memory");
 		for (int j = 0; j < tr->M; j++) {
@@ -248,9 +250,12 @@ static int setup_parallel(tg_trainer *tr)
 			TG_CHECK(tr->gpart[j], TG_ENOMEM, "out of memory");
 			TG_TRY(tg_model_grad_buffer(m, name, &tr->gflat[j], tr->gpart[j]));
 		}
+		for (int i = 0; i < np && c->reduce == TG_REDUCE_REDUX; i++)
+			TG_CHECK(tr->grad0[i] == m->part[TG_FAMILY_GRAD][i], TG_ENOTSUP,
+			         "StarPU's reductions sum into the model's own gradient buffer: '%s' has another",
+			         tg_tensor_name(tg_model_param(m, i)));
 		if (c->reduce == TG_REDUCE_REDUX)
 			TG_TRY(tg_tensor_new(&tr->rflat, "grads.redux", TG_F32, TG_SHAPE(tg_model_num_weights(m))));
-
 	}
 	return 0;
 }
@@ -369,7 +374,11 @@ static int submit_forward(tg_trainer *tr, batch_set *bs, int j)
 {
 	TG_TRY(tg_tag_microbatch(tr->M > 1 ? j : -1));
 	tr->model->act_slot = j % act_slots(tr);
-	TG_TRY(tg_model_forward(tr->model, tr->logits_mb[j], bs->in_mb[j]));
+	int rc = tg_model_forward(tr->model, tr->logits_mb[j], bs->in_mb[j]);
+	tr->model->act_slot = 0; /* a forward of the user's (sampling) takes the first set */
+	TG_TRY(rc);
+	tg_model *m = tr->model; /* the loss on the last stage, with the head */
+	TG_TRY(tg_tag_stage(m->stages > 1 ? tg_model_block_stage(m, m->cfg.layers - 1) : -1));
 	TG_TRY(tg_softmax_xent(bs->loss[j], tr->logits_mb[j], bs->tgt_mb[j]));
 	return tg_tag_stage(-1);
 }
@@ -411,7 +420,7 @@ static int reduce_grads_redux(tg_trainer *tr)
 		int any = 0;
 		for (int j = 0; j < tr->M; j++)
 			any |= tr->gvalid[j * np + i];
-		TG_TRY(tg_tensor_set_grad(p, m->part[TG_FAMILY_GRAD][i]));
+		TG_TRY(tg_tensor_set_grad(p, m->part[TG_FAMILY_GRAD][i])); /* (grad0 checked: these) */
 		if (!any)
 			TG_TRY(tg_zero_grad(p));
 	}
@@ -428,7 +437,7 @@ static int reduce_grads(tg_trainer *tr)
 	if (tr->cfg.reduce == TG_REDUCE_REDUX)
 		return reduce_grads_redux(tr);
 	for (int i = np - 1; i >= 0; i--) {
-		tg_tensor *p = tg_model_param(m, i), *g = m->part[TG_FAMILY_GRAD][i], *xs[MAX_MB];
+		tg_tensor *p = tg_model_param(m, i), *g = tr->grad0[i], *xs[MAX_MB];
 		int n = 0;
 		for (int j = 0; j < tr->M; j++)
 			if (tr->gvalid[j * np + i])

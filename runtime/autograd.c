@@ -71,20 +71,20 @@ int tg_leaf_grad_valid(const tg_tensor *t)
 	return grad_valid_for(t, t->version);
 }
 
-/* Forget the gradients of t's parts (their validity, and buffers that are parts of t's old
- * gradient: they are made again from the new one). */
-void tg_parts_grad_reset(tg_tensor *t, int drop_buffers)
+/* Forget the gradients of t's parts: their validity, and (old_grad not NULL) the buffers that
+ * are parts of old_grad, t's gradient until now: they are made again from the new one. */
+void tg_parts_grad_reset(tg_tensor *t, const tg_tensor *old_grad)
 {
 	for (const tg_plan *p = t->plans; p; p = p->next)
 		for (int i = 0; i < p->n; i++) {
 			tg_tensor *c = p->children[i];
 			c->grad_valid = 0;
-			if (drop_buffers && c->grad && !c->grad_owned) {
+			if (old_grad && c->grad && !c->grad_owned && tg_tensor_is_ancestor(old_grad, c->grad)) {
 				if (c->grad->grad_of == c)
 					c->grad->grad_of = NULL;
 				c->grad = NULL;
 			}
-			tg_parts_grad_reset(c, drop_buffers);
+			tg_parts_grad_reset(c, old_grad);
 		}
 }
 

@@ -449,6 +449,45 @@ int tg_current_stage(void)
 	return tg_rt.stage;
 }
 
+int tg_stage_split(int nstages)
+{
+	TG_TRY(tg_require_init("tg_stage_split"));
+	TG_CHECK(nstages >= 1 && nstages <= TG_MAX_STAGES, TG_EINVAL, "pipeline stages must be in [1, %d], got %d",
+	         TG_MAX_STAGES, nstages);
+	/* every stage gets workers of each kind present: an op may be bound to one kind (its only
+	 * kernel, or deterministic mode keeping a kind per op) */
+	const enum starpu_worker_archtype kinds[] = {STARPU_CPU_WORKER, STARPU_CUDA_WORKER};
+	const char *kind_name[] = {"CPU", "CUDA"};
+	int ids[2][STARPU_NMAXWORKERS], n[2];
+	for (int k = 0; k < 2; k++) {
+		n[k] = starpu_worker_get_ids_by_type(kinds[k], ids[k], STARPU_NMAXWORKERS);
+		TG_CHECK(n[k] == 0 || n[k] >= nstages, TG_EINVAL,
+		         "%d pipeline stages for %d %s worker%s: every stage needs one of each kind", nstages, n[k],
+		         kind_name[k], n[k] == 1 ? "" : "s");
+	}
+	for (int s = 0; s < nstages; s++) {
+		int mine[STARPU_NMAXWORKERS], m = 0;
+		for (int k = 0; k < 2; k++)
+			for (int i = s * n[k] / nstages; i < (s + 1) * n[k] / nstages; i++)
+				mine[m++] = ids[k][i];
+		TG_TRY(tg_stage_set_workers(s, m, mine));
+	}
+	return 0;
+}
+
+int tg_stage_workers(int stage, int *workers, int max)
+{
+	TG_CHECK(stage >= 0 && stage < TG_MAX_STAGES, TG_EINVAL, "stage %d not in [0, %d]", stage, TG_MAX_STAGES - 1);
+	int n = 0;
+	for (int w = 0; w < STARPU_NMAXWORKERS; w++)
+		if (tg_rt.stage_has_mask[stage] && (tg_rt.stage_mask[stage][w / 32] >> (w % 32) & 1u)) {
+			if (n < max && workers)
+				workers[n] = w;
+			n++;
+		}
+	return n;
+}
+
 int tg_stage_set_workers(int stage, int n, const int *workers)
 {
 	TG_TRY(tg_require_init("tg_stage_set_workers"));

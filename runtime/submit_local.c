@@ -99,6 +99,14 @@ static int local_submit(const tg_task_spec *s, tg_task_node *node)
 	task->name = node->task_name;
 	task->flops = s->flops;
 	task->priority = s->priority;
+	if (node->microbatch > 0) {
+		/* earlier micro-batches first: a pipeline stage then hands micro-batch 0 on as soon as
+		 * it can, instead of working on every micro-batch at once (breadth first), which left
+		 * the next stage waiting until the first had finished them all (measured: a 2-stage
+		 * pipeline ran no faster than 1 worker) */
+		int p = s->priority - node->microbatch, lo = starpu_sched_get_min_priority();
+		task->priority = p < lo ? lo : p;
+	}
 	if (node->stage >= 0 && tg_rt.stage_has_mask[node->stage]) {
 		/* a pipeline stage's task runs on its stage's workers only */
 		task->workerids = tg_rt.stage_mask[node->stage];

@@ -581,6 +581,8 @@ TG_API int tg_grad_target(const tg_node *fwd, int operand, tg_tensor **grad, uns
  * of the forward node or the parameter they come from. */
 TG_API int tg_tag_layer(const char *layer);
 TG_API const char *tg_current_layer(void);
+/* A task of micro-batch j > 0 gets StarPU priority (its op's) - j, so that policies that honour
+ * priorities (lws, prio, dmdas, ...; not eager) finish earlier micro-batches first. */
 TG_API int tg_tag_microbatch(int microbatch); /* -1: none */
 TG_API int tg_current_microbatch(void);
 /* Pipeline stages. A task recorded while stage s is current (tg_tag_stage; backward tasks
@@ -592,6 +594,12 @@ TG_API int tg_current_microbatch(void);
 TG_API int tg_tag_stage(int stage); /* -1: none */
 TG_API int tg_current_stage(void);
 TG_API int tg_stage_set_workers(int stage, int n, const int *workers); /* n = 0: any worker */
+/* Stages 0 .. nstages-1 over the workers: of each kind (CPU, CUDA) present, stage s gets
+ * workers [s n / K, (s + 1) n / K) of that kind; a kind with fewer workers than stages is
+ * refused (TG_EINVAL). */
+TG_API int tg_stage_split(int nstages);
+/* The workers of a stage (up to max into workers); returns how many (0: any worker). */
+TG_API int tg_stage_workers(int stage, int *workers, int max);
 
 /* Differentiate the loss: walk the tape backwards from the node that wrote loss and submit
  * each op's backward rule. The loss gradient is 1. Parameter gradients accumulate. After an

@@ -499,13 +499,15 @@ int tg_tensor_set_grad(tg_tensor *t, tg_tensor *g)
 	TG_CHECK(same, TG_ESHAPE, "tg_tensor_set_grad: gradient '%s' %s must have the shape of '%s' %s", g->name, gs,
 	         t->name, ts);
 	if (t->grad != g) {
+		tg_tensor *old = t->grad;
+		/* the parts' gradients that are parts of the old buffer go first */
+		tg_parts_grad_reset(t, old);
 		if (t->grad_owned)
-			tg_tensor_free(t->grad);
-		else if (t->grad && t->grad->grad_of == t)
-			t->grad->grad_of = NULL; /* the old buffer is an ordinary tensor again */
+			tg_tensor_free(old);
+		else if (old && old->grad_of == t)
+			old->grad_of = NULL; /* the old buffer is an ordinary tensor again */
 		t->grad = g;
 		t->grad_owned = 0;
-		tg_parts_grad_reset(t, 1); /* parts' gradients were parts of the old buffer */
 	}
 	g->grad_of = t;
 	t->grad_valid = t->is_leaf;
@@ -517,6 +519,6 @@ int tg_zero_grad(tg_tensor *param)
 {
 	TG_TRY(tg_tensor_check_usable(param, "tg_zero_grad"));
 	param->grad_valid = 0;
-	tg_parts_grad_reset(param, 0);
+	tg_parts_grad_reset(param, NULL);
 	return 0;
 }

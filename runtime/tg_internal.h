@@ -207,7 +207,7 @@ void tg_plans_free(tg_tensor *t);
  * from a plan of other made the way child's plan was (found or made). */
 int tg_plan_mirror(const tg_tensor *child, tg_tensor *other, tg_tensor **out);
 int tg_leaf_grad_valid(const tg_tensor *t);
-void tg_parts_grad_reset(tg_tensor *t, int drop_buffers);
+void tg_parts_grad_reset(tg_tensor *t, const tg_tensor *old_grad);
 /* 1 if a is t or one of its ancestors. */
 int tg_tensor_is_ancestor(const tg_tensor *a, const tg_tensor *t);
 

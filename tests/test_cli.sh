@@ -238,11 +238,20 @@ expect 2 "--reduce: there is nothing to reduce" train --data "$tmp/text.txt" --r
 expect 2 "--schedule: unknown schedule 'zigzag' (gpipe or 1f1b)" train --data "$tmp/text.txt" --micro-batches 2 --schedule zigzag
 expect 2 "--schedule: orders micro-batches" train --data "$tmp/text.txt" --pipeline 2 --schedule 1f1b
 expect 2 "--pipeline 5: more stages than the model's 4 layers" train --data "$tmp/text.txt" --pipeline 5
-expect 2 "--pipeline 2: more stages than the 1 workers" train --data "$tmp/text.txt" --pipeline 2 --ncpu 1
+expect 2 "--pipeline 2: more stages than CPU workers (--ncpu 1)" train --data "$tmp/text.txt" --pipeline 2 --ncpu 1
 expect 2 "--pipeline: must be between 1 and 64, got 65" train --data "$tmp/text.txt" --pipeline 65
-expect 2 "2 pipeline stages for 1 workers" STARPU_NCPU=1 train --data "$tmp/text.txt" --pipeline 2 --steps 1
+expect 2 "2 pipeline stages for 1 CPU worker: every stage needs one" STARPU_NCPU=1 train --data "$tmp/text.txt" --pipeline 2 --steps 1
+expect 2 "--reduce redux: StarPU's reductions sum in an order that varies" train --data "$tmp/text.txt" --micro-batches 2 --reduce redux
+# a strategy that runs: the step is the plain one (the same final loss, printed to 4 places)
+expect 0 "parallel: 2 micro-batches of 2" train --data "$tmp/text.txt" --layers 2 --dmodel 32 --ctx 16 --batch 4 --steps 2 --eval-every 0 --micro-batches 2 --tensor-parallel 2
+grep -q "tensor-parallel 2" "$tmp/out" || fail "train --tensor-parallel 2: the parallel line lacks it"
+plain_loss=$("$tg" train --data "$tmp/text.txt" --layers 2 --dmodel 32 --ctx 16 --batch 4 --steps 2 --eval-every 0 -q | sed -n 's/^final loss \([0-9.]*\).*/\1/p')
+split_loss=$(sed -n 's/^final loss \([0-9.]*\).*/\1/p' "$tmp/out")
+[ -n "$plain_loss" ] && [ "$plain_loss" = "$split_loss" ] || fail "final loss $split_loss with the strategy, $plain_loss plain"
+expect 0 "tensors peak" train --data "$tmp/text.txt" --layers 2 --dmodel 32 --ctx 16 --batch 4 --steps 2 --eval-every 0 --micro-batches 2 --reduce redux --fast
 expect 2 "--tensor-parallel 3: must divide the gpt's 4 heads" train --data "$tmp/text.txt" --tensor-parallel 3
 expect 2 "--tensor-parallel 3: must divide the lstm's 256 hidden units" train --model lstm --data "$tmp/text.txt" --tensor-parallel 3
+expect 2 "--tensor-parallel 16: the lstm gathers at most 8 groups" train --model lstm --data "$tmp/text.txt" --tensor-parallel 16
 expect 2 "--tensor-parallel: the mlp model has no split" train --model mlp --tensor-parallel 2
 expect 2 "--pipeline: the mlp model has no stages" train --model mlp --pipeline 2
 expect 0 "^Usage: taskgrad ops" ops --help

@@ -345,6 +345,9 @@ static int check_parallel(const cli_opts *o, const tg_model_config *mc)
 		return fail_usage("--micro-batches %d: must divide --batch %d", t->micro_batches, t->batch);
 	if (cli_given(o, "reduce") && t->micro_batches == 1)
 		return fail_usage("--reduce: there is nothing to reduce without --micro-batches M > 1");
+	if (t->reduce == TG_REDUCE_REDUX && o->rt.deterministic)
+		return fail_usage("--reduce redux: StarPU's reductions sum in an order that varies from run to run; give --fast "
+		                  "too (deterministic mode refuses them)");
 	if (cli_given(o, "schedule") && t->micro_batches == 1)
 		return fail_usage("--schedule: orders micro-batches: give --micro-batches M > 1");
 	int gpt = !strcmp(mc->arch, "gpt"), lstm = !strcmp(mc->arch, "lstm");
@@ -354,14 +357,16 @@ static int check_parallel(const cli_opts *o, const tg_model_config *mc)
 		return fail_usage("--tensor-parallel: the %s model has no split (gpt and lstm have)", mc->arch);
 	if (t->pipeline > mc->layers)
 		return fail_usage("--pipeline %d: more stages than the model's %d layers", t->pipeline, mc->layers);
-	if (o->rt.ncpu > 0 && t->pipeline > o->rt.ncpu + (o->rt.ncuda > 0 ? o->rt.ncuda : 0))
-		return fail_usage("--pipeline %d: more stages than the %d workers (--ncpu %d)", t->pipeline,
-		                  o->rt.ncpu + (o->rt.ncuda > 0 ? o->rt.ncuda : 0), o->rt.ncpu);
+	if (o->rt.ncpu > 0 && t->pipeline > o->rt.ncpu)
+		return fail_usage("--pipeline %d: more stages than CPU workers (--ncpu %d); every stage needs one",
+		                  t->pipeline, o->rt.ncpu);
 	if (gpt && mc->heads % t->tensor_parallel)
 		return fail_usage("--tensor-parallel %d: must divide the gpt's %d heads", t->tensor_parallel, mc->heads);
 	if (lstm && mc->dmodel % t->tensor_parallel)
 		return fail_usage("--tensor-parallel %d: must divide the lstm's %d hidden units (--dmodel)",
 		                  t->tensor_parallel, mc->dmodel);
+	if (lstm && t->tensor_parallel > 8)
+		return fail_usage("--tensor-parallel %d: the lstm gathers at most 8 groups", t->tensor_parallel);
 	return 0;
 }
 
