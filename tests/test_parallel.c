@@ -15,8 +15,10 @@
 
 #include <math.h>
 #include <starpu.h>
+#include <sys/stat.h>
 
 static char text_path[4096];
+static char tmp_dir[4096];
 
 #define STEPS 3
 
@@ -216,6 +218,77 @@ static void deterministic_strategies_are_bit_identical(void **unused)
 			}
 			free(ref.w);
 		}
+}
+
+/* The gradients of one step, element by element (tg_trainer_dump_grads writes every
+ * parameter's): with micro-batches, a pipeline and tensor-parallel groups, each gradient equals
+ * the plain one within 1e-5 of its largest element. */
+static void dump_grads(const char *arch, const strategy *s, const char *path, float *loss)
+{
+	TG_TEST_INIT("lws", 2, 0);
+	tg_model_config mc;
+	model_config(&mc, arch);
+	tg_model *m;
+	tg_dataset *d;
+	tg_trainer *tr;
+	TG_OK_OR_FAIL(tg_model_new(&m, &mc));
+	TG_OK_OR_FAIL(tg_dataset_text(&d, text_path, mc.ctx, 3));
+	tg_train_config tc;
+	train_config(&tc, s);
+	TG_OK_OR_FAIL(tg_trainer_new(&tr, m, d, &tc));
+	TG_OK_OR_FAIL(tg_trainer_dump_grads(tr, path, loss));
+	tg_trainer_free(tr);
+	tg_dataset_free(d);
+	tg_model_free(m);
+	TG_OK_OR_FAIL(tg_shutdown());
+}
+
+static void gradients_equal_the_plain_ones(void **unused)
+{
+	(void)unused;
+	const char *archs[] = {"gpt", "lstm"};
+	const strategy *s = &modes[NMODES - 1]; /* micro-batches 4, pipeline 2, 1f1b, tensor-parallel 2 */
+	for (int a = 0; a < 2; a++) {
+		char p0[4300], p1[4300];
+		snprintf(p0, sizeof p0, "%s/grads-plain-%s.safetensors", tmp_dir, archs[a]);
+		snprintf(p1, sizeof p1, "%s/grads-split-%s.safetensors", tmp_dir, archs[a]);
+		float l0, l1;
+		dump_grads(archs[a], &plain, p0, &l0);
+		dump_grads(archs[a], s, p1, &l1);
+		assert_true(fabsf(l0 - l1) <= 1e-5f * fabsf(l0));
+		tg_st_file *f0, *f1;
+		TG_OK_OR_FAIL(tg_st_open(&f0, p0));
+		TG_OK_OR_FAIL(tg_st_open(&f1, p1));
+		assert_int_equal(tg_st_num_tensors(f0), tg_st_num_tensors(f1));
+		int compared = 0;
+		for (int i = 0; i < tg_st_num_tensors(f0); i++) {
+			tg_st_info in;
+			TG_OK_OR_FAIL(tg_st_tensor_info(f0, i, &in));
+			if (strcmp(in.dtype, "F32") != 0)
+				continue; /* the batch */
+			int64_t n = (int64_t)(in.nbytes / 4);
+			float *x = malloc(in.nbytes), *y = malloc(in.nbytes);
+			assert_true(x && y);
+			TG_OK_OR_FAIL(tg_st_read_f32(f0, in.name, in.rank, in.shape, x));
+			TG_OK_OR_FAIL(tg_st_read_f32(f1, in.name, in.rank, in.shape, y));
+			double big = 0, worst = 0;
+			for (int64_t k = 0; k < n; k++) {
+				big = fmax(big, fabs((double)x[k]));
+				worst = fmax(worst, fabs((double)x[k] - (double)y[k]));
+			}
+			if (!(worst <= 1e-5 * big + 1e-12))
+				fail_msg("%s, %s: gradient '%s' differs by %.3g (its largest element %.3g)", archs[a], s->name, in.name,
+				         worst, big);
+			assert_true(big > 0); /* every parameter has a gradient */
+			compared++;
+			free(x);
+			free(y);
+		}
+		print_message("%s: %d gradients of '%s' equal the plain ones\n", archs[a], compared, s->name);
+		assert_true(compared >= 10);
+		tg_st_close(f0);
+		tg_st_close(f1);
+	}
 }
 
 /* ------------------------------------------------------------------ stages on their workers */
@@ -486,11 +559,15 @@ int main(void)
 		return TG_TEST_SKIP;
 	}
 	fclose(f);
+	const char *build = getenv("TG_BUILDDIR");
+	snprintf(tmp_dir, sizeof tmp_dir, "%s/tests/parallel-tmp", build ? build : ".");
+	mkdir(tmp_dir, 0777);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(misfits_are_refused, tg_test_teardown),
 		cmocka_unit_test_teardown(stage_tasks_run_on_their_workers, tg_test_teardown),
 		cmocka_unit_test_teardown(graph_shows_the_strategy, tg_test_teardown),
 		cmocka_unit_test_teardown(redux_uses_starpu_reductions, tg_test_teardown),
+		cmocka_unit_test_teardown(gradients_equal_the_plain_ones, tg_test_teardown),
 		cmocka_unit_test_teardown(every_strategy_computes_the_plain_step, tg_test_teardown),
 		cmocka_unit_test_teardown(deterministic_strategies_are_bit_identical, tg_test_teardown),
 	};
