@@ -323,6 +323,16 @@ static void stage_tasks_run_on_their_workers(void **unused)
 		tg_tensor *t[2];
 		TG_OK_OR_FAIL(tg_tensor_new(&t[0], "a", TG_F32, TG_SHAPE(4)));
 		TG_OK_OR_FAIL(tg_tensor_new(&t[1], "b", TG_F32, TG_SHAPE(4)));
+		if (p == 0) { /* the split of the trainer: one CPU worker each; three stages do not fit */
+			int w[4];
+			TG_OK_OR_FAIL(tg_stage_split(2));
+			assert_int_equal(tg_stage_workers(0, w, 4), 1);
+			assert_int_equal(w[0], 0);
+			assert_int_equal(tg_stage_workers(1, w, 4), 1);
+			assert_int_equal(w[0], 1);
+			assert_int_equal(tg_stage_split(3), TG_EINVAL);
+			assert_non_null(strstr(tg_last_error(), "3 pipeline stages for 2 CPU workers"));
+		}
 		for (int s = 0; s < 2; s++)
 			TG_OK_OR_FAIL(tg_stage_set_workers(s, 1, &s));
 		wrong_worker = 0;
@@ -358,6 +368,7 @@ static void stage_tasks_run_on_their_workers(void **unused)
 		assert_non_null(strstr(tg_last_error(), "worker 2 does not exist"));
 		for (int s = 0; s < 2; s++)
 			TG_OK_OR_FAIL(tg_stage_set_workers(s, 0, NULL));
+		assert_int_equal(tg_stage_workers(0, NULL, 0), 0); /* any worker again */
 		tg_tensor_free(t[0]);
 		tg_tensor_free(t[1]);
 		TG_OK_OR_FAIL(tg_shutdown());
