@@ -330,9 +330,13 @@ TG_API tg_tensor *tg_tensor_grad(const tg_tensor *t);
 TG_API int tg_tensor_grad_valid(const tg_tensor *t);
 /* Use g (same shape, float32) as t's gradient buffer; t does not own it (free g after t).
  * For a parameter, g's current contents become its gradient (valid); for an activation, g is
- * the buffer its next backward writes. Use it to place gradients in a flat buffer, or views. */
+ * the buffer its next backward writes. Use it to place gradients in a flat buffer, or views,
+ * or to give each micro-batch a buffer of its own. The gradients of t's parts that were parts
+ * of the old buffer follow: they become the same parts of g. */
 TG_API int tg_tensor_set_grad(tg_tensor *t, tg_tensor *g);
-/* Mark a parameter's gradient empty: the next contribution overwrites it (no task runs). */
+/* Mark a parameter's gradient empty, and its parts': the next contribution overwrites it (no
+ * task runs). A parameter's gradient is valid when its own is, or when every part of one of
+ * its plans holds one (tg_tensor_grad_valid). */
 TG_API int tg_zero_grad(tg_tensor *param);
 
 /* ------------------------------------------------------------------------------------ */
