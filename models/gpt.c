@@ -298,13 +298,5 @@ int tg_gpt_create(tg_model **out, const tg_model_config *c)
 	 * block, the final layer norm and the head with the last */
 	for (int i = 0; i < n; i++)
 		sp[i].block = i < 2 ? 0 : i >= P_LNF_W(L) ? L - 1 : (i - 2) / NBLOCK;
-	int rc = tg_model_build(m);
-	if (rc < 0) {
-		char msg[1024];
-		snprintf(msg, sizeof msg, "%s", tg_last_error());
-		tg_model_free(m);
-		return tg_set_error(rc, "%s", msg);
-	}
-	*out = m;
-	return 0;
+	return tg_model_build(m, out);
 }

@@ -106,13 +106,5 @@ int tg_mlp_create(tg_model **out, const tg_model_config *c)
 		tg_param_add(m->spec, &n, layer, name, 1, width(m, l), 0, TG_INIT_ZEROS, 0); /* (out) */
 	}
 	m->nparams = n;
-	int rc = tg_model_build(m);
-	if (rc < 0) {
-		char msg[1024];
-		snprintf(msg, sizeof msg, "%s", tg_last_error());
-		tg_model_free(m);
-		return tg_set_error(rc, "%s", msg);
-	}
-	*out = m;
-	return 0;
+	return tg_model_build(m, out);
 }

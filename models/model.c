@@ -180,7 +180,7 @@ int tg_model_param_stage(const tg_model *m, int i)
 static const char *family_name[TG_NFAMILIES] = {"params", "grads", "adam.m", "adam.v"};
 static const char *family_prefix[TG_NFAMILIES] = {"", "grad.", "opt.m.", "opt.v."};
 
-int tg_model_build(tg_model *m)
+static int build(tg_model *m)
 {
 	int64_t total = 0;
 	for (int i = 0; i < m->nparams; i++) {
@@ -409,5 +409,18 @@ int tg_model_param_blocks(tg_model *m, int i, int n, const tg_block *b, tg_tenso
 		m->pparts[i] = c;
 	}
 	*parts = m->pparts[i];
+	return 0;
+}
+
+int tg_model_build(tg_model *m, tg_model **out)
+{
+	int rc = build(m);
+	if (rc < 0) {
+		char msg[1024]; /* freeing may overwrite the message */
+		snprintf(msg, sizeof msg, "%s", tg_last_error());
+		tg_model_free(m);
+		return tg_set_error(rc, "%s", msg);
+	}
+	*out = m;
 	return 0;
 }

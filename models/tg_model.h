@@ -90,8 +90,9 @@ int tg_add_tree(tg_tensor *out, int n, tg_tensor *const *xs, tg_tensor *const *t
 void tg_param_add(tg_param_spec *spec, int *n, const char *layer, const char *name, int rank, int64_t d0, int64_t d1,
                   tg_param_init init, float a);
 /* Allocate and initialise the families of m from its table (m->spec, m->nparams), seeded by
- * m->cfg.seed: parameter i's values depend only on (seed, i). */
-int tg_model_build(tg_model *m);
+ * m->cfg.seed: parameter i's values depend only on (seed, i). Then *out = m; on failure m is
+ * freed (the message kept). */
+int tg_model_build(tg_model *m, tg_model **out);
 /* A new model struct (name, config copied), with room for a table of cap parameters. */
 int tg_model_alloc(tg_model **out, const char *name, const tg_model_config *c, int cap);
 

@@ -85,8 +85,14 @@ static void train_config(tg_train_config *tc, const strategy *s)
 	tc->tensor_parallel = s->tensor_parallel;
 }
 
-/* Train STEPS steps with strategy s; the losses and final weights into r (r->w malloc'd). */
-static void run(const char *arch, const strategy *s, const char *sched, int ncpu, result *r)
+/* A runtime, a model, the text and a trainer with strategy s (steps: the run's length). */
+typedef struct session {
+	tg_model *m;
+	tg_dataset *d;
+	tg_trainer *tr;
+} session;
+
+static void open_session(session *x, const char *arch, const strategy *s, const char *sched, int ncpu, int steps)
 {
 	tg_config cfg;
 	tg_config_default(&cfg);
@@ -98,17 +104,43 @@ static void run(const char *arch, const strategy *s, const char *sched, int ncpu
 	TG_OK_OR_FAIL(tg_set_tiling(32, 0)); /* a fixed tiling: the same bits with 1 or 2 workers */
 	tg_model_config mc;
 	model_config(&mc, arch);
-	tg_model *m;
-	tg_dataset *d;
-	tg_trainer *tr;
-	TG_OK_OR_FAIL(tg_model_new(&m, &mc));
-	TG_OK_OR_FAIL(tg_dataset_text(&d, text_path, mc.ctx, 3));
+	TG_OK_OR_FAIL(tg_model_new(&x->m, &mc));
+	TG_OK_OR_FAIL(tg_dataset_text(&x->d, text_path, mc.ctx, 3));
 	tg_train_config tc;
 	train_config(&tc, s);
-	if (tg_trainer_new(&tr, m, d, &tc) < 0)
+	tc.steps = steps;
+	if (steps < STEPS)
+		tc.eval_every = 0;
+	if (tg_trainer_new(&x->tr, x->m, x->d, &tc) < 0)
 		fail_msg("%s, %s: %s", arch, s->name, tg_last_error());
+}
+
+static void close_session(session *x)
+{
+	tg_trainer_free(x->tr);
+	tg_dataset_free(x->d);
+	tg_model_free(x->m);
+	TG_OK_OR_FAIL(tg_shutdown());
+}
+
+/* The graph of one step of strategy s (lws, 2 workers); the session stays open. */
+static tg_graph *one_step_graph(session *x, const char *arch, const strategy *s)
+{
+	open_session(x, arch, s, "lws", 2, 1);
+	TG_OK_OR_FAIL(tg_trainer_run(x->tr, NULL, NULL));
+	tg_graph *g;
+	TG_OK_OR_FAIL(tg_graph_take(&g));
+	return g;
+}
+
+/* Train STEPS steps with strategy s; the losses and final weights into r (r->w malloc'd). */
+static void run(const char *arch, const strategy *s, const char *sched, int ncpu, result *r)
+{
+	session x;
+	open_session(&x, arch, s, sched, ncpu, STEPS);
+	tg_model *m = x.m;
 	memset(r, 0, sizeof *r);
-	TG_OK_OR_FAIL(tg_trainer_run(tr, record, r));
+	TG_OK_OR_FAIL(tg_trainer_run(x.tr, record, r));
 	assert_int_equal(r->n, STEPS);
 	r->nw = tg_model_num_weights(m);
 	r->w = malloc((size_t)r->nw * sizeof *r->w);
@@ -120,10 +152,7 @@ static void run(const char *arch, const strategy *s, const char *sched, int ncpu
 		off += tg_tensor_numel(p);
 	}
 	assert_int_equal(off, r->nw);
-	tg_trainer_free(tr);
-	tg_dataset_free(d);
-	tg_model_free(m);
-	TG_OK_OR_FAIL(tg_shutdown());
+	close_session(&x);
 }
 
 /* ||a - b|| / ||a|| over every weight, in double. */
@@ -225,22 +254,10 @@ static void deterministic_strategies_are_bit_identical(void **unused)
  * the plain one within 1e-5 of its largest element. */
 static void dump_grads(const char *arch, const strategy *s, const char *path, float *loss)
 {
-	TG_TEST_INIT("lws", 2, 0);
-	tg_model_config mc;
-	model_config(&mc, arch);
-	tg_model *m;
-	tg_dataset *d;
-	tg_trainer *tr;
-	TG_OK_OR_FAIL(tg_model_new(&m, &mc));
-	TG_OK_OR_FAIL(tg_dataset_text(&d, text_path, mc.ctx, 3));
-	tg_train_config tc;
-	train_config(&tc, s);
-	TG_OK_OR_FAIL(tg_trainer_new(&tr, m, d, &tc));
-	TG_OK_OR_FAIL(tg_trainer_dump_grads(tr, path, loss));
-	tg_trainer_free(tr);
-	tg_dataset_free(d);
-	tg_model_free(m);
-	TG_OK_OR_FAIL(tg_shutdown());
+	session x;
+	open_session(&x, arch, s, "lws", 2, STEPS);
+	TG_OK_OR_FAIL(tg_trainer_dump_grads(x.tr, path, loss));
+	close_session(&x);
 }
 
 static void gradients_equal_the_plain_ones(void **unused)
@@ -385,22 +402,9 @@ static void graph_shows_the_strategy(void **unused)
 	(void)unused;
 	const char *archs[] = {"gpt", "lstm"};
 	for (int a = 0; a < 2; a++) {
-		TG_TEST_INIT("lws", 2, 0);
-		tg_model_config mc;
-		model_config(&mc, archs[a]);
-		tg_model *m;
-		tg_dataset *d;
-		tg_trainer *tr;
-		TG_OK_OR_FAIL(tg_model_new(&m, &mc));
-		TG_OK_OR_FAIL(tg_dataset_text(&d, text_path, mc.ctx, 3));
-		tg_train_config tc;
-		train_config(&tc, &modes[4]);
-		tc.steps = 1;
-		tc.eval_every = 0;
-		TG_OK_OR_FAIL(tg_trainer_new(&tr, m, d, &tc));
-		TG_OK_OR_FAIL(tg_trainer_run(tr, NULL, NULL));
-		tg_graph *g;
-		TG_OK_OR_FAIL(tg_graph_take(&g));
+		session x;
+		tg_graph *g = one_step_graph(&x, archs[a], &modes[4]);
+		tg_model *m = x.m;
 		int per_mb[4] = {0}, sums = 0, stage_seen[2] = {0}, adamw = 0;
 		const char *first = a == 0 ? "h.0" : "lstm.l0", *second = a == 0 ? "h.1" : "lstm.l1";
 		for (int i = 0; i < tg_graph_num_nodes(g); i++) {
@@ -457,10 +461,7 @@ static void graph_shows_the_strategy(void **unused)
 				assert_int_equal(tasks[i] % 4, 0);
 		free(tasks);
 		tg_graph_free(g);
-		tg_trainer_free(tr);
-		tg_dataset_free(d);
-		tg_model_free(m);
-		TG_OK_OR_FAIL(tg_shutdown());
+		close_session(&x);
 	}
 }
 
@@ -469,27 +470,8 @@ static void graph_shows_the_strategy(void **unused)
 static void redux_uses_starpu_reductions(void **unused)
 {
 	(void)unused;
-	tg_config cfg;
-	tg_config_default(&cfg);
-	cfg.sched = "lws";
-	cfg.ncpu = 2;
-	cfg.deterministic = 0; /* StarPU's reductions: fast mode only */
-	TG_OK_OR_FAIL(tg_init(&cfg));
-	tg_model_config mc;
-	model_config(&mc, "gpt");
-	tg_model *m;
-	tg_dataset *d;
-	tg_trainer *tr;
-	TG_OK_OR_FAIL(tg_model_new(&m, &mc));
-	TG_OK_OR_FAIL(tg_dataset_text(&d, text_path, mc.ctx, 3));
-	tg_train_config tc;
-	train_config(&tc, &modes[1]);
-	tc.steps = 1;
-	tc.eval_every = 0;
-	TG_OK_OR_FAIL(tg_trainer_new(&tr, m, d, &tc));
-	TG_OK_OR_FAIL(tg_trainer_run(tr, NULL, NULL));
-	tg_graph *g;
-	TG_OK_OR_FAIL(tg_graph_take(&g));
+	session x;
+	tg_graph *g = one_step_graph(&x, "gpt", &modes[1]);
 	int redux = 0, tree = 0;
 	for (int i = 0; i < tg_graph_num_nodes(g); i++) {
 		tg_graph_node_info n;
@@ -505,10 +487,7 @@ static void redux_uses_starpu_reductions(void **unused)
 	assert_int_equal(redux, 4);
 	assert_true(tree >= 1); /* the copy into the gradients, by tiles */
 	tg_graph_free(g);
-	tg_trainer_free(tr);
-	tg_dataset_free(d);
-	tg_model_free(m);
-	TG_OK_OR_FAIL(tg_shutdown());
+	close_session(&x);
 }
 
 /* ------------------------------------------------------------------ bad input */
